@@ -1,0 +1,302 @@
+//! The command line: global kubectl-style flags and one variant per verb.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::EXIT_CODES_HELP;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Deploy the commit you are on to qa, wait for the rollout, record it
+  kubectl release deploy qa
+
+  # Deploy a branch, tag or short SHA; or, in CI without a checkout, a full SHA
+  kubectl release deploy qa main
+  kubectl release deploy qa --commit 3f2a9c1e0b7d4a5f8e6c2b1a0d9f8e7c6b5a4d3e
+
+  # Show what would change and every hook verdict, change nothing
+  kubectl release deploy qa --dry-run
+
+  # Ship exactly the digests running in qa to production (CI)
+  kubectl release promote qa production --wait -o json
+
+  # What runs where, and the history of an environment
+  kubectl release status
+  kubectl release where 3f2a9c1
+  kubectl release history qa
+  kubectl release rollback qa --to-revision 3
+
+  # Run one hook in the sandbox with a request file
+  kubectl release hooks test hooks/required_labels.wasm --input request.json";
+
+/// Commit-hash deploys, environment promotion and sandboxed WASM policy hooks.
+///
+/// Every commit builds one image tagged with its full commit hash; `deploy` rolls that exact
+/// image out by digest, waits for it and records it; `promote` ships exactly the digests that
+/// run in one environment to the next; hooks written in any WASI language decide what may go.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-release",
+    bin_name = "kubectl release",
+    version,
+    after_help = format!("{EXAMPLES}\n\n{EXIT_CODES_HELP}"),
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every verb understands, following kubectl's conventions.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use for every environment, overriding release.yaml's `context`
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// Namespace, overriding release.yaml's `namespace` of the environment
+    #[arg(short = 'n', long, global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+
+    /// Output format of the result on stdout
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Release config file (default: release.yaml in this directory or the nearest parent up to the git root)
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// More logs on stderr: -v info, -vv debug, -vvv trace
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy a commit's image to an environment, wait for it and record it
+    Deploy(DeployArgs),
+    /// Ship exactly the image digests running in one environment to the next
+    Promote(PromoteArgs),
+    /// Record your approval of what would be promoted into an environment
+    Approve(ApproveArgs),
+    /// List approvals for what would be promoted into an environment
+    Approvals(EnvArg),
+    /// One table across environments: revision, commit, digest, readiness, age, who, drift
+    Status(StatusArgs),
+    /// Which environments run a commit
+    Where(WhereArgs),
+    /// The release records of an environment
+    History(EnvArg),
+    /// Re-deploy a recorded revision (hooks still run)
+    Rollback(RollbackArgs),
+    /// Show what a deploy would change and every hook verdict; changes nothing
+    Plan(DeployArgs),
+    /// Test and verify WASM hooks
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+}
+
+impl Command {
+    /// The verb's name as the user typed it, for messages.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Deploy(_) => "deploy",
+            Command::Promote(_) => "promote",
+            Command::Approve(_) => "approve",
+            Command::Approvals(_) => "approvals",
+            Command::Status(_) => "status",
+            Command::Where(_) => "where",
+            Command::History(_) => "history",
+            Command::Rollback(_) => "rollback",
+            Command::Plan(_) => "plan",
+            Command::Hooks(HooksCommand::Test(_)) => "hooks test",
+            Command::Hooks(HooksCommand::Verify) => "hooks verify",
+        }
+    }
+}
+
+/// How to wait for a rollout; shared by every verb that changes workloads.
+#[derive(Debug, Args, Clone)]
+pub struct RolloutArgs {
+    /// Give up waiting after this long (exit 6)
+    #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// On failure put the previous images back and wait for them (default: release.yaml's `atomic`)
+    #[arg(long)]
+    pub atomic: bool,
+
+    /// Show what would change and every hook verdict, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Environment to deploy to, as named in release.yaml
+    pub env: String,
+
+    /// Branch, tag, short or full SHA to deploy (default: HEAD)
+    #[arg(conflicts_with = "commit")]
+    pub rev: Option<String>,
+
+    /// Full 40-hex commit to deploy, without a git checkout (CI)
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+
+    /// Wait this long for CI to push the commit's image before giving up
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub wait_for_image: Option<Duration>,
+
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Environment whose running digests are promoted
+    pub from: String,
+    /// Target environment (default: the environment whose `promoteFrom` is FROM)
+    pub to: Option<String>,
+    /// Wait for the rollout (the default; kept for CI scripts that spell it out)
+    #[arg(long)]
+    pub wait: bool,
+    /// Promote into TO from a source other than its `promoteFrom` (hooks see that it was forced)
+    #[arg(long)]
+    pub force_source: bool,
+    /// Block until the required approvals arrive, up to this long
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub wait_for_approval: Option<Duration>,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// Environment the approval is for
+    pub env: String,
+    /// Commit being approved (default: what would be promoted into ENV)
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+    /// How long the approval stays valid
+    #[arg(long, value_parser = parse_duration, default_value = "24h", value_name = "DURATION")]
+    pub expires: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvArg {
+    /// Environment, as named in release.yaml
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Environments to show (default: all, in promotion order)
+    pub envs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WhereArgs {
+    /// Commit (short or full SHA, branch or tag)
+    pub rev: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Environment to roll back
+    pub env: String,
+    /// Revision to restore (default: the one before the current)
+    #[arg(long, value_name = "N")]
+    pub to_revision: Option<u64>,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// Run one hook module in the sandbox against a request file and print its verdict
+    Test(HooksTestArgs),
+    /// Check that every configured hook loads, matches its sha256 pin and accepts its settings
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct HooksTestArgs {
+    /// The hook's .wasm module
+    pub module: PathBuf,
+    /// A HookRequest JSON document
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    /// Settings (JSON or YAML) handed to the hook, replacing the request's
+    #[arg(long, value_name = "FILE")]
+    pub settings: Option<PathBuf>,
+}
+
+/// Durations as people write them: `90s`, `5m`, `2h30m`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration `{text}`: {e} (write e.g. 30s, 5m, 2h)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_every_verb_and_the_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        for verb in [
+            "deploy", "promote", "approve", "approvals", "status", "where", "history", "rollback",
+            "plan", "hooks",
+        ] {
+            assert!(help.contains(verb), "--help does not mention {verb}");
+        }
+        for code in ["3  denied by a hook", "7  locked by another release"] {
+            assert!(help.contains(code), "--help lacks exit code line {code:?}");
+        }
+    }
+
+    #[test]
+    fn rev_and_commit_conflict() {
+        let err = Cli::try_parse_from([
+            "kubectl-release",
+            "deploy",
+            "qa",
+            "main",
+            "--commit",
+            "3f2a9c1e0b7d4a5f8e6c2b1a0d9f8e7c6b5a4d3e",
+        ])
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn bad_duration_names_the_value() {
+        let err = Cli::try_parse_from(["kubectl-release", "deploy", "qa", "--timeout", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid duration `soon`"), "{err}");
+    }
+}

@@ -1,0 +1,95 @@
+//! The config exactly as written: serde rejects unknown fields and wrong types here.
+
+use std::path::PathBuf;
+
+use hooks_sdk::Phase;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConfig {
+    pub api_version: String,
+    pub kind: String,
+    pub app: String,
+    pub image: String,
+    #[serde(default)]
+    pub workloads: Option<RawWorkloads>,
+    #[serde(default)]
+    pub atomic: bool,
+    #[serde(default)]
+    pub history_limit: Option<usize>,
+    pub environments: Vec<RawEnvironment>,
+    #[serde(default)]
+    pub hooks: Vec<RawHook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkloads {
+    pub selector: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawEnvironment {
+    pub name: String,
+    #[serde(default)]
+    pub context: Option<String>,
+    pub namespace: String,
+    #[serde(default)]
+    pub promote_from: Option<String>,
+    #[serde(default)]
+    pub atomic: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHook {
+    pub name: String,
+    pub module: PathBuf,
+    pub sha256: String,
+    #[serde(default)]
+    pub phases: Option<Vec<Phase>>,
+    #[serde(default)]
+    pub environments: Option<Vec<String>>,
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub max_output: Option<String>,
+    #[serde(default)]
+    pub max_logs: Option<String>,
+    #[serde(default)]
+    pub settings: Option<serde_json::Value>,
+}
+
+/// What a hook error (trap, timeout, garbage output) means for the release.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum FailurePolicy {
+    /// A hook error denies the release.
+    #[default]
+    Fail,
+    /// A hook error is a warning; the release goes on.
+    Ignore,
+}
+
+/// Splits serde_yaml's "path: message at line L column C" into the field path and the message,
+/// dropping the location (we print it ourselves, in `file:line` form).
+pub fn split_serde_message(text: &str) -> (String, String) {
+    let without_location = match text.rfind(" at line ") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    // serde_yaml prefixes nested errors with the path, e.g. "environments[0]: unknown field ...".
+    match without_location.split_once(": ") {
+        Some((path, message))
+            if !path.contains(' ') && path.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) =>
+        {
+            (path.to_string(), message.to_string())
+        }
+        _ => (String::new(), without_location.to_string()),
+    }
+}

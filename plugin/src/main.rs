@@ -1,0 +1,58 @@
+//! `kubectl-release`: kubectl finds this binary on PATH and runs it as `kubectl release`.
+
+use std::io::Write;
+use std::process::ExitCode as ProcessExit;
+
+use clap::Parser;
+use kubectl_release::cli::Cli;
+use kubectl_release::exit::{ExitCode, exit_code_of};
+
+fn main() -> ProcessExit {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ProcessExit::from(ExitCode::Unexpected.code() as u8);
+        }
+    };
+    let code = match runtime.block_on(kubectl_release::cmd::run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = exit_code_of(&err);
+            report(&err);
+            code
+        }
+    };
+    ProcessExit::from(code.code() as u8)
+}
+
+/// Prints the error and its causes to stderr; a closed pipe is not worth a second error.
+fn report(err: &anyhow::Error) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "error: {err}");
+    for cause in err.chain().skip(1) {
+        let _ = write!(stderr, "\n  caused by: {cause}");
+    }
+    let _ = writeln!(stderr);
+}
+
+/// Logs go to stderr so stdout stays the result; `-v` raises the level, `RUST_LOG` overrides.
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbose {
+        0 => "warn",
+        1 => "info,kube=warn",
+        2 => "debug,kube=info,hyper=info,h2=info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("kubectl_release={level},{level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need (idempotent), builds the example
+# hooks to WASM, and runs every unit and end-to-end test against a real control plane.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tests/testenv/install.sh >/dev/null
+bash example-hooks/build.sh
+# The e2e tests run the plugin and fake-kubelet binaries: build them before any test starts.
+cargo build --locked --workspace --bins
+cargo test --locked --workspace "$@"
