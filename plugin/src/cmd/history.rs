@@ -1,0 +1,48 @@
+//! `history ENV`: the release records of an environment, newest first.
+
+use anyhow::Result;
+
+use crate::cli::GlobalArgs;
+use crate::config::ReleaseConfig;
+use crate::exit::ExitCode;
+use crate::kube_client::Clients;
+use crate::output;
+use crate::plan;
+use crate::records::Records;
+
+pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Result<ExitCode> {
+    let env = cfg.environment(env_name)?;
+    let target = Clients::new(global)?.target(env).await?;
+    let history = Records::new(&target.client, &target.namespace, &cfg.app, &env.name).list().await?;
+    output::emit(global.output, &history, || {
+        let rows: Vec<Vec<String>> = history
+            .iter()
+            .map(|r| {
+                let digests = plan::digests(&r.containers).iter().map(|d| short_digest(d)).collect::<Vec<_>>().join(",");
+                let from = match (&r.source_environment, r.restored_revision) {
+                    (Some(src), _) => format!("from {src}"),
+                    (None, Some(rev)) => format!("to revision {rev}"),
+                    _ => String::new(),
+                };
+                vec![
+                    r.revision.to_string(),
+                    format!("{:?}", r.kind).to_lowercase(),
+                    r.commit.as_ref().map_or("-".into(), |c| c.short().to_string()),
+                    digests,
+                    r.outcome.to_string(),
+                    r.actor.user.clone(),
+                    output::age(&r.finished_at),
+                    from,
+                ]
+            })
+            .collect();
+        output::table(&["REVISION", "KIND", "COMMIT", "DIGEST", "OUTCOME", "BY", "AGE", "NOTE"], &rows)
+    })?;
+    Ok(ExitCode::Ok)
+}
+
+/// `sha256:3f2a…` → `3f2a9c1e0b7d` for tables.
+pub fn short_digest(digest: &str) -> String {
+    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
+    hex.chars().take(12).collect()
+}

@@ -1,0 +1,266 @@
+//! The hook gate: builds the `HookRequest` a release's hooks see, runs the hooks of a phase in
+//! the sandbox, and turns their verdicts into a decision. Hooks never call back into the host,
+//! so everything they could need is gathered here first — and only when a hook will run.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use hooks_sdk::{HookRequest, Phase};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+
+use crate::config::ReleaseConfig;
+use crate::exit::Failure;
+use crate::hooks::{HookEngine, LoadedHook};
+use crate::kube_client::{Clients, EnvTarget};
+use crate::plan::{ContainerChange, ReleaseKind};
+use crate::records::{Actor, Release};
+use crate::release::Intent;
+use crate::workloads::{self, Workload};
+
+pub use crate::hooks::PhaseReport;
+
+/// The configured hooks, loaded and verified, and what is needed to describe a release to them.
+pub struct Gate<'a> {
+    config: &'a ReleaseConfig,
+    clients: &'a Clients,
+    target: &'a EnvTarget,
+    actor: Actor,
+    hooks: Vec<LoadedHook>,
+}
+
+impl<'a> Gate<'a> {
+    /// Loads every hook that applies to the target environment: pins are checked and settings
+    /// validated now, before anything else happens, so a broken hook setup changes nothing.
+    pub async fn load(config: &'a ReleaseConfig, clients: &'a Clients, target: &'a EnvTarget, actor: &Actor) -> Result<Gate<'a>> {
+        let wanted: Vec<_> = config
+            .hooks
+            .iter()
+            .filter(|h| Phase::ALL.iter().any(|&p| h.applies_to(p, &target.env.name)))
+            .cloned()
+            .collect();
+        let mut hooks = Vec::new();
+        if !wanted.is_empty() {
+            let engine = HookEngine::new(None).context("cannot start the hook sandbox")?;
+            for hook_config in wanted {
+                let name = hook_config.name.clone();
+                let hook = tokio::task::spawn_blocking({
+                    let engine = engine.clone();
+                    move || engine.load(&hook_config)
+                })
+                .await?
+                .map_err(|e| Failure::usage(format!("hook `{name}` in {}: {e}", config.path.display())))?;
+                hooks.push(hook);
+            }
+        }
+        Ok(Gate { config, clients, target, actor: actor.clone(), hooks })
+    }
+
+    /// Runs the pre-phase hooks of `intent`'s kind.
+    pub async fn pre_phase(&self, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<PhaseReport> {
+        let phase = match intent.kind {
+            ReleaseKind::Deploy => Phase::PreDeploy,
+            ReleaseKind::Promote => Phase::PrePromote,
+            ReleaseKind::Rollback => Phase::PreRollback,
+        };
+        self.run(phase, intent, changes, workloads, history, revision).await
+    }
+
+    /// Runs the post-deploy hooks (their verdicts are reported and recorded, nothing more).
+    pub async fn post_deploy(&self, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<PhaseReport> {
+        self.run(Phase::PostDeploy, intent, changes, workloads, history, revision).await
+    }
+
+    async fn run(&self, phase: Phase, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<PhaseReport> {
+        let selected: Vec<LoadedHook> = self
+            .hooks
+            .iter()
+            .filter(|h| h.config().applies_to(phase, &self.target.env.name))
+            .cloned()
+            .collect();
+        if selected.is_empty() {
+            return Ok(PhaseReport::default());
+        }
+        let base = self.request(phase, intent, changes, workloads, history, revision).await?;
+        let report = crate::hooks::run_phase(&selected, phase, |hook| {
+            let mut req = base.clone();
+            req.hook = hook.config().name.clone();
+            req.settings = hook.config().settings.clone();
+            req
+        })
+        .await;
+        Ok(report)
+    }
+
+    /// The request every hook of the phase sees (name and settings filled in per hook).
+    async fn request(&self, phase: Phase, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<HookRequest> {
+        let ns = &self.target.namespace;
+        let containers = changes
+            .iter()
+            .map(|c| hooks_sdk::ContainerChange {
+                workload: workload_ref(&c.workload, ns),
+                container: c.container.clone(),
+                image_before: Some(c.before.clone()),
+                image_after: c.after.clone(),
+                digest_after: c.digest().to_string(),
+            })
+            .collect();
+        Ok(HookRequest {
+            api_version: hooks_sdk::API_VERSION.into(),
+            kind: hooks_sdk::REQUEST_KIND.into(),
+            phase,
+            hook: String::new(),
+            settings: serde_json::Value::Null,
+            app: self.config.app.clone(),
+            actor: hooks_sdk::Actor {
+                user: self.actor.user.clone(),
+                groups: self.actor.groups.clone(),
+                verified: self.actor.verified,
+            },
+            now: jiff::Timestamp::now().to_string(),
+            release: hooks_sdk::Release {
+                kind: match intent.kind {
+                    ReleaseKind::Deploy => hooks_sdk::ReleaseKind::Deploy,
+                    ReleaseKind::Promote => hooks_sdk::ReleaseKind::Promote,
+                    ReleaseKind::Rollback => hooks_sdk::ReleaseKind::Rollback,
+                },
+                revision: Some(revision),
+                commit: intent.commit.as_ref().map(ToString::to_string),
+                target_environment: self.target.env.name.clone(),
+                source_environment: intent.source_environment.clone(),
+                forced_source: intent.forced_source,
+                containers,
+            },
+            workloads: workloads_as_applied(workloads, changes),
+            environments: self.environments().await?,
+            approvals: Vec::new(),
+            history: history.iter().take(10).map(summary).collect(),
+        })
+    }
+
+    /// Every environment's running images and the digests its pods report.
+    async fn environments(&self) -> Result<Vec<hooks_sdk::EnvironmentState>> {
+        let reads = self.config.environments.iter().map(|env| async move {
+            let target = if env.name == self.target.env.name { self.target.clone() } else { self.clients.target(env).await? };
+            let live = crate::release::live_workloads(self.config, &target).await?;
+            let pods: Api<Pod> = Api::namespaced(target.client.clone(), &target.namespace);
+            let pods = pods.list(&ListParams::default()).await.with_context(|| format!("cannot list pods in {target}"))?.items;
+            Ok::<_, anyhow::Error>(hooks_sdk::EnvironmentState {
+                name: env.name.clone(),
+                namespace: target.namespace.clone(),
+                promote_from: env.promote_from.clone(),
+                containers: running_containers(&live, &pods, &self.config.image, &target.namespace),
+            })
+        });
+        futures::future::try_join_all(reads).await
+    }
+}
+
+fn workload_ref(w: &workloads::WorkloadRef, namespace: &str) -> hooks_sdk::WorkloadRef {
+    hooks_sdk::WorkloadRef::new(format!("{:?}", w.kind), namespace, w.name.clone())
+}
+
+/// The workloads as they will be after the patch: the hook judges what will run.
+fn workloads_as_applied(workloads: &[Workload], changes: &[ContainerChange]) -> Vec<serde_json::Value> {
+    workloads
+        .iter()
+        .map(|w| {
+            let mut value = serde_json::to_value(&w.object).unwrap_or_default();
+            value["apiVersion"] = w.id.kind.api_resource("v1").api_version.into();
+            value["kind"] = format!("{:?}", w.id.kind).into();
+            let mut path = String::new();
+            for key in w.id.kind.pod_spec_path() {
+                path.push('/');
+                path.push_str(key);
+            }
+            for field in ["containers", "initContainers"] {
+                if let Some(list) = value.pointer_mut(&format!("{path}/{field}")).and_then(|v| v.as_array_mut()) {
+                    for container in list {
+                        let name = container["name"].as_str().unwrap_or_default().to_string();
+                        if let Some(c) = changes.iter().find(|c| c.workload == w.id && c.container == name) {
+                            container["image"] = c.after.clone().into();
+                        }
+                    }
+                }
+            }
+            value
+        })
+        .collect()
+}
+
+/// Per app container: its image and the distinct digests its pods report in `imageID`.
+pub fn running_containers(live: &[Workload], pods: &[Pod], repository: &str, namespace: &str) -> Vec<hooks_sdk::RunningContainer> {
+    let mut out = Vec::new();
+    for w in live {
+        let selector: BTreeMap<String, String> = w
+            .object
+            .data
+            .pointer("/spec/selector/matchLabels")
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+            .unwrap_or_default();
+        let mine: Vec<&Pod> = if selector.is_empty() {
+            Vec::new()
+        } else {
+            pods.iter()
+                .filter(|p| {
+                    let labels = p.metadata.labels.clone().unwrap_or_default();
+                    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                })
+                .collect()
+        };
+        for c in w.app_containers(repository) {
+            let mut digests: Vec<String> = mine
+                .iter()
+                .filter_map(|p| p.status.as_ref())
+                .flat_map(|s| s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()))
+                .filter(|cs| cs.name == c.name)
+                .filter_map(|cs| cs.image_id.rsplit_once('@').map(|(_, d)| d.to_string()))
+                .collect();
+            digests.sort();
+            digests.dedup();
+            out.push(hooks_sdk::RunningContainer {
+                workload: workload_ref(&w.id, namespace),
+                container: c.name,
+                image: c.image,
+                digests,
+            });
+        }
+    }
+    out
+}
+
+fn summary(r: &Release) -> hooks_sdk::ReleaseSummary {
+    hooks_sdk::ReleaseSummary {
+        revision: r.revision,
+        commit: r.commit.as_ref().map(ToString::to_string).unwrap_or_default(),
+        actor: r.actor.user.clone(),
+        at: r.finished_at.clone(),
+        outcome: match r.outcome {
+            crate::records::Outcome::Succeeded => hooks_sdk::ReleaseOutcome::Succeeded,
+            crate::records::Outcome::Failed => hooks_sdk::ReleaseOutcome::Failed,
+            crate::records::Outcome::RolledBack => hooks_sdk::ReleaseOutcome::RolledBack,
+        },
+        kind: match r.kind {
+            ReleaseKind::Deploy => hooks_sdk::ReleaseKind::Deploy,
+            ReleaseKind::Promote => hooks_sdk::ReleaseKind::Promote,
+            ReleaseKind::Rollback => hooks_sdk::ReleaseKind::Rollback,
+        },
+        source_environment: r.source_environment.clone(),
+    }
+}
+
+/// Hook verdicts (as recorded JSON) for the table output.
+pub fn render_verdicts(verdicts: &[serde_json::Value]) -> String {
+    let rows: Vec<Vec<String>> = verdicts
+        .iter()
+        .map(|v| {
+            let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+            let outcome = v.get("outcome").cloned().unwrap_or_default();
+            let verdict = outcome.get("verdict").and_then(|x| x.as_str()).unwrap_or("?").to_string();
+            let message = outcome.get("message").or_else(|| outcome.get("error")).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+            vec![text("hook"), text("phase"), verdict, message]
+        })
+        .collect();
+    crate::output::table(&["HOOK", "PHASE", "VERDICT", "MESSAGE"], &rows)
+}
+

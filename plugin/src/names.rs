@@ -1,0 +1,33 @@
+//! The names we write into the cluster: labels, annotations, object names. One place, since
+//! users select on them and other tools read them.
+
+/// Field manager and `app.kubernetes.io/managed-by` value.
+pub const MANAGER: &str = "kubectl-release";
+
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_APP: &str = "kubectl-release.io/app";
+pub const LABEL_ENVIRONMENT: &str = "kubectl-release.io/environment";
+pub const LABEL_REVISION: &str = "kubectl-release.io/revision";
+pub const LABEL_RECORD: &str = "kubectl-release.io/record";
+
+/// On workloads: the release that last changed them.
+pub const ANNOTATION_REVISION: &str = "kubectl-release.io/revision";
+pub const ANNOTATION_COMMIT: &str = "kubectl-release.io/commit";
+/// The tag the digest was resolved from (`repo:<sha>`), so the human-readable name stays visible.
+pub const ANNOTATION_IMAGE_TAG: &str = "kubectl-release.io/image-tag";
+pub const ANNOTATION_ENVIRONMENT: &str = "kubectl-release.io/environment";
+
+/// ConfigMap holding one release record.
+pub fn record_name(app: &str, env: &str, revision: u64) -> String {
+    format!("kubectl-release.{app}.{env}.v{revision}")
+}
+
+/// Lease that serialises releases of one app into one environment.
+pub fn lock_name(app: &str, env: &str) -> String {
+    format!("kubectl-release.{app}.{env}")
+}
+
+/// Label selector of an app's records in an environment.
+pub fn records_selector(app: &str, env: &str) -> String {
+    format!("{LABEL_RECORD}=true,{LABEL_APP}={app},{LABEL_ENVIRONMENT}={env}")
+}

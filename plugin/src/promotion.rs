@@ -1,0 +1,121 @@
+//! What a promotion ships: the digests every pod of the source environment agrees on.
+//! Pure functions over the source's workloads and pods.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::registry::{ImageRef, pinned};
+use crate::rollout::{RolloutState, rollout_state};
+use crate::workloads::{Workload, WorkloadRef};
+
+/// `(workload, container) → repo@digest` that runs in the source, or the reason it cannot be
+/// promoted (a rollout still going on, pods that disagree, an unpinned CronJob image).
+pub fn source_images(
+    workloads: &[Workload],
+    pods: &[Pod],
+    repository: &str,
+) -> Result<BTreeMap<(WorkloadRef, String), String>, String> {
+    let mut out = BTreeMap::new();
+    for w in workloads {
+        if let RolloutState::Progressing(msg) | RolloutState::Failed(msg) = rollout_state(w.id.kind, &w.object) {
+            return Err(format!("{} is not fully rolled out ({msg}); wait for it, then promote", w.id));
+        }
+        for c in w.app_containers(repository) {
+            let image = if w.id.kind.has_rollout() {
+                let digests = pod_digests(w, pods, &c.name);
+                match digests.as_slice() {
+                    [one] => pinned(repository, one),
+                    [] => return Err(format!("{} container {}: no running pod reports an image digest", w.id, c.name)),
+                    many => {
+                        return Err(format!(
+                            "{} container {}: pods disagree on the image ({}); promote once one image runs everywhere",
+                            w.id,
+                            c.name,
+                            many.join(", ")
+                        ));
+                    }
+                }
+            } else {
+                // A CronJob has no pods to ask between runs: its spec must already pin a digest.
+                match ImageRef::parse(&c.image).digest {
+                    Some(d) => pinned(repository, &d),
+                    None => return Err(format!("{} container {}: image {} is not pinned by digest", w.id, c.name, c.image)),
+                }
+            };
+            out.insert((w.id.clone(), c.name), image);
+        }
+    }
+    Ok(out)
+}
+
+/// Distinct digests the workload's pods report for one container, from `imageID`.
+fn pod_digests(w: &Workload, pods: &[Pod], container: &str) -> Vec<String> {
+    let selector: BTreeMap<String, String> = w
+        .object
+        .data
+        .pointer("/spec/selector/matchLabels")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default();
+    let mut digests: Vec<String> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            let labels = p.metadata.labels.clone().unwrap_or_default();
+            !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        })
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .filter(|cs| cs.name == container)
+        .filter_map(|cs| cs.image_id.rsplit_once('@').map(|(_, d)| d.to_string()))
+        .collect();
+    digests.sort();
+    digests.dedup();
+    digests
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workloads::Kind;
+    use crate::workloads::fixtures::workload;
+    use serde_json::json;
+
+    fn rolled_out(mut w: Workload) -> Workload {
+        w.object.metadata.generation = Some(1);
+        w.object.data["spec"]["replicas"] = 2.into();
+        w.object.data["status"] = json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2});
+        w
+    }
+
+    fn pod(app: &str, digest: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{app}-{digest}"), "labels": {"app": app}},
+            "status": {"containerStatuses": [{"name": "web", "image": "x", "imageID": format!("docker-pullable://r/web@{digest}"), "ready": true, "restartCount": 0}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn agreeing_pods_give_one_digest() {
+        let ws = vec![rolled_out(workload(Kind::Deployment, "web", &[("web", "r/web@sha256:a")]))];
+        let images = source_images(&ws, &[pod("web", "sha256:a"), pod("web", "sha256:a")], "r/web").unwrap();
+        assert_eq!(images.values().collect::<Vec<_>>(), ["r/web@sha256:a"]);
+    }
+
+    #[test]
+    fn disagreeing_pods_are_refused_naming_the_workload() {
+        let ws = vec![rolled_out(workload(Kind::Deployment, "web", &[("web", "r/web@sha256:a")]))];
+        let err = source_images(&ws, &[pod("web", "sha256:a"), pod("web", "sha256:b")], "r/web").unwrap_err();
+        assert!(err.starts_with("Deployment/web container web: pods disagree"), "{err}");
+    }
+
+    #[test]
+    fn unfinished_rollout_is_refused() {
+        let ws = vec![workload(Kind::Deployment, "web", &[("web", "r/web@sha256:a")])];
+        let mut w = ws[0].clone();
+        w.object.metadata.generation = Some(2);
+        let err = source_images(&[w], &[], "r/web").unwrap_err();
+        assert!(err.contains("is not fully rolled out"), "{err}");
+    }
+}

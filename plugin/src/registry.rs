@@ -1,0 +1,198 @@
+//! Image references and the registry: a commit's tag → the digest the registry serves for it.
+
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use thiserror::Error;
+
+use crate::git::CommitSha;
+
+/// The parts of an image reference we care about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Everything before the tag or digest: `registry.example.com/acme/web`.
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// Splits `repo[:tag][@digest]`; a `:` in the registry host (a port) is not a tag.
+    pub fn parse(reference: &str) -> ImageRef {
+        let (rest, digest) = match reference.split_once('@') {
+            Some((r, d)) => (r, Some(d.to_string())),
+            None => (reference, None),
+        };
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (repository, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => (&rest[..last_slash + i], Some(rest[last_slash + i + 1..].to_string())),
+            None => (rest, None),
+        };
+        ImageRef {
+            repository: repository.to_string(),
+            tag,
+            digest,
+        }
+    }
+
+    /// The registry host of a repository (`docker.io` for bare names, as Docker resolves them).
+    pub fn registry(&self) -> &str {
+        match self.repository.split_once('/') {
+            Some((host, _)) if host.contains('.') || host.contains(':') || host == "localhost" => host,
+            _ => "docker.io",
+        }
+    }
+}
+
+/// `repo@sha256:…`: how we pin every container.
+pub fn pinned(repository: &str, digest: &str) -> String {
+    format!("{repository}@{digest}")
+}
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("no image for commit {commit} in {repository}; has CI built it? (looked for {repository}:{commit})")]
+    NoImage { repository: String, commit: String },
+    #[error("registry {registry} refused access to {reference}: {detail}; log in with `docker login {registry}`")]
+    Unauthorized {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
+    #[error("cannot resolve image {reference}: {source}")]
+    Other {
+        reference: String,
+        #[source]
+        source: OciDistributionError,
+    },
+}
+
+/// Resolves tags to digests. Plain HTTP is used for loopback registries (local test and
+/// development registries never have TLS) and for those listed in
+/// `$KUBECTL_RELEASE_INSECURE_REGISTRIES` (comma-separated host:port); HTTPS for the rest.
+#[derive(Default)]
+pub struct Registry;
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry
+    }
+
+    fn client_for(registry: &str) -> Client {
+        let protocol = if is_insecure(registry) {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        Client::new(ClientConfig {
+            protocol,
+            ..Default::default()
+        })
+    }
+
+    /// The digest the registry serves for `<repository>:<commit>`.
+    pub async fn commit_digest(&self, repository: &str, commit: &CommitSha) -> Result<String, RegistryError> {
+        let reference = format!("{repository}:{commit}");
+        let parsed: Reference = reference.parse().map_err(|e| RegistryError::Other {
+            reference: reference.clone(),
+            source: OciDistributionError::GenericError(Some(format!("{e}"))),
+        })?;
+        let registry = ImageRef::parse(repository).registry().to_string();
+        let auth = credentials_for(&registry);
+        match Self::client_for(&registry).fetch_manifest_digest(&parsed, &auth).await {
+            Ok(digest) => Ok(digest),
+            Err(e) if is_not_found(&e) => Err(RegistryError::NoImage {
+                repository: repository.to_string(),
+                commit: commit.to_string(),
+            }),
+            Err(OciDistributionError::UnauthorizedError { url }) => Err(RegistryError::Unauthorized {
+                registry,
+                reference,
+                detail: format!("401 from {url}"),
+            }),
+            Err(source) => Err(RegistryError::Other { reference, source }),
+        }
+    }
+
+    /// Like [`Registry::commit_digest`], but waits up to `patience` for CI to push the image.
+    /// Registries cannot be watched, so this polls, backing off from 2 s to 10 s.
+    pub async fn wait_for_commit_digest(
+        &self,
+        repository: &str,
+        commit: &CommitSha,
+        patience: Duration,
+    ) -> Result<String, RegistryError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut pause = Duration::from_secs(2);
+        loop {
+            match self.commit_digest(repository, commit).await {
+                Err(RegistryError::NoImage { .. }) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::info!(%commit, "image not pushed yet; waiting");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn is_not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|err| {
+            let code = format!("{:?}", err.code).to_ascii_uppercase();
+            code.contains("MANIFEST") || code.contains("NAME") && code.contains("UNKNOWN")
+        }),
+        _ => false,
+    }
+}
+
+fn is_insecure(registry: &str) -> bool {
+    let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
+    let loopback = host == "localhost" || host == "[::1]" || host.starts_with("127.");
+    loopback
+        || std::env::var("KUBECTL_RELEASE_INSECURE_REGISTRIES")
+            .unwrap_or_default()
+            .split(',')
+            .any(|r| r.trim() == registry)
+}
+
+/// Credentials from the docker config and its credential helpers, where present.
+fn credentials_for(registry: &str) -> RegistryAuth {
+    match docker_credential::get_credential(registry) {
+        Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => {
+            RegistryAuth::Basic(user, password)
+        }
+        Ok(docker_credential::DockerCredential::IdentityToken(token)) => RegistryAuth::Bearer(token),
+        Err(_) => RegistryAuth::Anonymous,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_references() {
+        let r = ImageRef::parse("127.0.0.1:5000/acme/web:3f2a");
+        assert_eq!(r.repository, "127.0.0.1:5000/acme/web");
+        assert_eq!(r.tag.as_deref(), Some("3f2a"));
+        assert_eq!(r.registry(), "127.0.0.1:5000");
+
+        let r = ImageRef::parse("127.0.0.1:5000/acme/web@sha256:abc");
+        assert_eq!(r.repository, "127.0.0.1:5000/acme/web");
+        assert_eq!(r.tag, None);
+        assert_eq!(r.digest.as_deref(), Some("sha256:abc"));
+
+        assert!(is_insecure("127.0.0.1:5000") && is_insecure("localhost:5000"));
+        assert!(!is_insecure("registry.example.com"));
+
+        let r = ImageRef::parse("nginx");
+        assert_eq!((r.repository.as_str(), r.registry()), ("nginx", "docker.io"));
+    }
+}

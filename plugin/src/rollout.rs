@@ -1,0 +1,363 @@
+//! Changing workloads and watching them roll out.
+//!
+//! Patches touch only the image fields of the app's containers (a strategic merge patch keyed by
+//! container name) plus our annotations, and carry the resourceVersion we planned against, so a
+//! workload changed by someone else in between is a conflict, not a silent overwrite.
+//!
+//! Waiting is watch-driven: one watch on the workload and one on its pods, evaluated on every
+//! event, never a sleep loop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DynamicObject, LogParams, Patch, PatchParams};
+use kube::runtime::watcher::{self, Event};
+use serde_json::{Value, json};
+
+use crate::plan::ContainerChange;
+use crate::progress::Progress;
+use crate::workloads::{Kind, ServerApis, Workload, WorkloadRef};
+
+/// Annotations written on every changed workload.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub revision: u64,
+    pub commit: Option<String>,
+    pub image_tag: Option<String>,
+    pub environment: String,
+}
+
+/// The strategic merge patch that sets `changes`' images on one workload.
+pub fn image_patch(kind: Kind, resource_version: Option<&str>, changes: &[&ContainerChange], init: &[String], stamp: &Stamp) -> Value {
+    let entry = |c: &&ContainerChange| json!({"name": c.container, "image": c.after});
+    let (inits, mains): (Vec<&&ContainerChange>, Vec<&&ContainerChange>) =
+        changes.iter().partition(|c| init.contains(&c.container));
+    let mut pod_spec = serde_json::Map::new();
+    if !mains.is_empty() {
+        pod_spec.insert("containers".into(), Value::Array(mains.into_iter().map(entry).collect()));
+    }
+    if !inits.is_empty() {
+        pod_spec.insert("initContainers".into(), Value::Array(inits.into_iter().map(entry).collect()));
+    }
+    let mut spec = Value::Object(pod_spec);
+    for key in kind.pod_spec_path().iter().rev() {
+        spec = json!({ *key: spec });
+    }
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(crate::names::ANNOTATION_REVISION.into(), stamp.revision.to_string().into());
+    annotations.insert(crate::names::ANNOTATION_ENVIRONMENT.into(), stamp.environment.clone().into());
+    annotations.insert(crate::names::ANNOTATION_COMMIT.into(), stamp.commit.clone().map_or(Value::Null, Value::from));
+    annotations.insert(crate::names::ANNOTATION_IMAGE_TAG.into(), stamp.image_tag.clone().map_or(Value::Null, Value::from));
+    spec["metadata"] = json!({ "annotations": annotations });
+    if let Some(rv) = resource_version {
+        spec["metadata"]["resourceVersion"] = rv.into();
+    }
+    spec
+}
+
+/// Applies the changes to each workload; returns the patched objects (their new generation is
+/// what the wait must see observed).
+pub async fn apply(
+    client: &kube::Client,
+    apis: &ServerApis,
+    namespace: &str,
+    workloads: &[Workload],
+    changes: &[ContainerChange],
+    stamp: &Stamp,
+    check_version: bool,
+) -> anyhow::Result<Vec<Workload>> {
+    let by_workload = crate::plan::by_workload(changes);
+    let params = PatchParams { field_manager: Some(crate::names::MANAGER.into()), ..Default::default() };
+    let mut patched = Vec::new();
+    for w in workloads {
+        let Some(mine) = by_workload.get(&w.id) else { continue };
+        let init: Vec<String> = w.containers().into_iter().filter(|c| c.init).map(|c| c.name).collect();
+        let rv = if check_version { w.resource_version() } else { None };
+        let patch = image_patch(w.id.kind, rv, mine, &init, stamp);
+        let api = apis.api(client, namespace, w.id.kind);
+        let object = api
+            .patch(&w.id.name, &params, &Patch::Strategic(&patch))
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 409 => anyhow::anyhow!(
+                    "{} changed while this release was being prepared (someone else edited it); run again",
+                    w.id
+                ),
+                e => anyhow::Error::new(e).context(format!("cannot patch {}", w.id)),
+            })?;
+        patched.push(Workload { id: w.id.clone(), object });
+    }
+    Ok(patched)
+}
+
+/// How a workload's rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutState {
+    Complete,
+    Progressing(String),
+    /// The controller gave up (ProgressDeadlineExceeded).
+    Failed(String),
+}
+
+fn int(v: &Value, pointer: &str) -> i64 {
+    v.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// Reads a workload's status the way `kubectl rollout status` does, with one extra rule: the
+/// status only counts once the controller has observed the generation we wrote.
+pub fn rollout_state(kind: Kind, object: &DynamicObject) -> RolloutState {
+    let data = &object.data;
+    let generation = object.metadata.generation.unwrap_or(0);
+    if int(data, "/status/observedGeneration") < generation {
+        return RolloutState::Progressing("waiting for the controller to see the change".into());
+    }
+    match kind {
+        Kind::Deployment => {
+            let conditions = data.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+            if let Some(c) = conditions.iter().find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded") {
+                return RolloutState::Failed(format!(
+                    "ProgressDeadlineExceeded: {}",
+                    c["message"].as_str().unwrap_or("the rollout made no progress in time")
+                ));
+            }
+            let want = data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let (updated, total, available) = (
+                int(data, "/status/updatedReplicas"),
+                int(data, "/status/replicas"),
+                int(data, "/status/availableReplicas"),
+            );
+            if updated >= want && total == updated && available >= want {
+                RolloutState::Complete
+            } else {
+                RolloutState::Progressing(format!("{updated}/{want} updated, {available} available, {} old", (total - updated).max(0)))
+            }
+        }
+        Kind::StatefulSet => {
+            let want = data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let (updated, ready) = (int(data, "/status/updatedReplicas"), int(data, "/status/readyReplicas"));
+            let revisions_agree = data.pointer("/status/updateRevision") == data.pointer("/status/currentRevision");
+            if updated >= want && ready >= want && revisions_agree {
+                RolloutState::Complete
+            } else {
+                RolloutState::Progressing(format!("{updated}/{want} updated, {ready} ready"))
+            }
+        }
+        Kind::DaemonSet => {
+            let want = int(data, "/status/desiredNumberScheduled");
+            let (updated, available) = (int(data, "/status/updatedNumberScheduled"), int(data, "/status/numberAvailable"));
+            if updated >= want && available >= want {
+                RolloutState::Complete
+            } else {
+                RolloutState::Progressing(format!("{updated}/{want} updated, {available} available"))
+            }
+        }
+        Kind::CronJob => RolloutState::Complete,
+    }
+}
+
+/// Reasons a new pod will not come up by itself: fail fast instead of waiting for the deadline.
+const FATAL_WAITING_REASONS: [&str; 5] = ["ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError"];
+
+/// A pod running one of `images` that is stuck for good, with the container and reason.
+pub fn stuck_container(pod: &Pod, images: &[String]) -> Option<(String, String, String)> {
+    let spec = pod.spec.as_ref()?;
+    let status = pod.status.as_ref()?;
+    let statuses = status.container_statuses.iter().flatten().chain(status.init_container_statuses.iter().flatten());
+    for cs in statuses {
+        let spec_image = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .find(|c| c.name == cs.name)
+            .and_then(|c| c.image.clone());
+        if !spec_image.is_some_and(|i| images.contains(&i)) {
+            continue;
+        }
+        if let Some(waiting) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            let reason = waiting.reason.clone().unwrap_or_default();
+            if FATAL_WAITING_REASONS.contains(&reason.as_str()) {
+                return Some((cs.name.clone(), reason, waiting.message.clone().unwrap_or_default()));
+            }
+        }
+    }
+    None
+}
+
+/// Why a wait ended without success.
+#[derive(Debug, Clone)]
+pub enum WaitFailure {
+    /// A pod is stuck or the controller gave up: the release failed.
+    Failed { workload: WorkloadRef, reason: String },
+    /// The deadline passed first.
+    TimedOut { pending: Vec<String> },
+}
+
+/// Waits until every workload has rolled out, one failing, or `timeout` — whichever comes first.
+pub async fn wait_all(
+    client: &kube::Client,
+    apis: &ServerApis,
+    namespace: &str,
+    workloads: &[Workload],
+    new_images: &BTreeMap<WorkloadRef, Vec<String>>,
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<(), WaitFailure> {
+    let waits = workloads.iter().filter(|w| w.id.kind.has_rollout()).map(|w| {
+        let images = new_images.get(&w.id).cloned().unwrap_or_default();
+        let line = progress.line(&w.id.to_string());
+        async move {
+            let result = wait_one(client, apis, namespace, w, &images, &line).await;
+            match &result {
+                Ok(()) => line.finish("rolled out"),
+                Err(reason) => line.finish(&format!("FAILED: {reason}")),
+            }
+            result.map_err(|reason| WaitFailure::Failed { workload: w.id.clone(), reason })
+        }
+    });
+    let all = futures::future::try_join_all(waits);
+    match tokio::time::timeout(timeout, all).await {
+        Ok(result) => result.map(|_| ()),
+        Err(_) => Err(WaitFailure::TimedOut { pending: progress.unfinished() }),
+    }
+}
+
+/// Watches one workload and its pods until it is complete (`Ok`) or hopeless (`Err(reason)`).
+async fn wait_one(
+    client: &kube::Client,
+    apis: &ServerApis,
+    namespace: &str,
+    workload: &Workload,
+    images: &[String],
+    line: &crate::progress::Line,
+) -> Result<(), String> {
+    let api = apis.api(client, namespace, workload.id.kind);
+    let objects = watcher::watcher(api, watcher::Config::default().fields(&format!("metadata.name={}", workload.id.name)))
+        .map_ok(Change::Workload)
+        .boxed();
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod_config = match workload.pod_selector() {
+        Some(selector) => watcher::Config::default().labels(&selector),
+        None => watcher::Config::default(),
+    };
+    let pods = watcher::watcher(pods_api.clone(), pod_config).map_ok(Change::Pod).boxed();
+    let mut events = futures::stream::select(objects, pods);
+    let mut known_pods: HashMap<String, Pod> = HashMap::new();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(Change::Workload(Event::Apply(obj) | Event::InitApply(obj))) => match rollout_state(workload.id.kind, &obj) {
+                RolloutState::Complete => return Ok(()),
+                RolloutState::Failed(reason) => return Err(reason),
+                RolloutState::Progressing(msg) => line.set(&msg),
+            },
+            Ok(Change::Pod(Event::Apply(pod) | Event::InitApply(pod))) => {
+                if let Some((container, reason, message)) = stuck_container(&pod, images) {
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    let logs = last_log_lines(&pods_api, &name, &container).await;
+                    return Err(format!("pod {name} container {container}: {reason}: {message}{logs}"));
+                }
+                known_pods.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
+            }
+            Ok(Change::Pod(Event::Delete(pod))) => {
+                known_pods.remove(&pod.metadata.name.clone().unwrap_or_default());
+            }
+            Ok(_) => {}
+            // Watch errors are retried by the watcher; say so only in logs.
+            Err(e) => tracing::debug!(workload = %workload.id, "watch error (retrying): {e}"),
+        }
+    }
+    Err("the watch ended unexpectedly".into())
+}
+
+enum Change {
+    Workload(Event<DynamicObject>),
+    Pod(Event<Pod>),
+}
+
+/// The last lines of a failing container's log, when the server can give them.
+async fn last_log_lines(api: &Api<Pod>, pod: &str, container: &str) -> String {
+    let params = LogParams { container: Some(container.into()), tail_lines: Some(5), ..Default::default() };
+    match tokio::time::timeout(Duration::from_secs(3), api.logs(pod, &params)).await {
+        Ok(Ok(text)) if !text.trim().is_empty() => format!("\n  last log lines:\n    {}", text.trim().replace('\n', "\n    ")),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workloads::fixtures::workload;
+
+    fn with_status(kind: Kind, generation: i64, spec_replicas: i64, status: Value) -> DynamicObject {
+        let mut w = workload(kind, "web", &[("web", "r/web@sha256:a")]).object;
+        w.metadata.generation = Some(generation);
+        w.data["spec"]["replicas"] = spec_replicas.into();
+        w.data["status"] = status;
+        w
+    }
+
+    #[test]
+    fn deployment_is_complete_only_after_the_new_generation_is_observed() {
+        let done = json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3});
+        assert_eq!(rollout_state(Kind::Deployment, &with_status(Kind::Deployment, 2, 3, done.clone())), RolloutState::Complete);
+        // Right after a patch the status still shows the old, completed rollout.
+        assert!(matches!(rollout_state(Kind::Deployment, &with_status(Kind::Deployment, 3, 3, done)), RolloutState::Progressing(_)));
+    }
+
+    #[test]
+    fn deployment_with_old_pods_left_is_not_complete() {
+        let s = json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 3, "availableReplicas": 3});
+        assert_eq!(
+            rollout_state(Kind::Deployment, &with_status(Kind::Deployment, 2, 3, s)),
+            RolloutState::Progressing("3/3 updated, 3 available, 1 old".into())
+        );
+    }
+
+    #[test]
+    fn progress_deadline_exceeded_fails() {
+        let s = json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"web-1\" has timed out progressing."}]});
+        assert!(matches!(rollout_state(Kind::Deployment, &with_status(Kind::Deployment, 2, 3, s)), RolloutState::Failed(m) if m.contains("ProgressDeadlineExceeded")));
+    }
+
+    #[test]
+    fn statefulset_waits_for_revisions_to_agree() {
+        let s = json!({"observedGeneration": 1, "updatedReplicas": 2, "readyReplicas": 2, "currentRevision": "a", "updateRevision": "b"});
+        assert!(matches!(rollout_state(Kind::StatefulSet, &with_status(Kind::StatefulSet, 1, 2, s)), RolloutState::Progressing(_)));
+        let s = json!({"observedGeneration": 1, "updatedReplicas": 2, "readyReplicas": 2, "currentRevision": "b", "updateRevision": "b"});
+        assert_eq!(rollout_state(Kind::StatefulSet, &with_status(Kind::StatefulSet, 1, 2, s)), RolloutState::Complete);
+    }
+
+    #[test]
+    fn patch_touches_only_images_and_our_annotations() {
+        let change = ContainerChange {
+            workload: WorkloadRef { kind: Kind::CronJob, name: "nightly".into() },
+            container: "job".into(),
+            before: "r/web:old".into(),
+            after: "r/web@sha256:b".into(),
+        };
+        let stamp = Stamp { revision: 4, commit: Some("c".repeat(40)), image_tag: Some("r/web:cc".into()), environment: "qa".into() };
+        let patch = image_patch(Kind::CronJob, Some("42"), &[&change], &[], &stamp);
+        assert_eq!(patch["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"], json!([{"name": "job", "image": "r/web@sha256:b"}]));
+        assert_eq!(patch["metadata"]["resourceVersion"], "42");
+        assert_eq!(patch["metadata"]["annotations"]["kubectl-release.io/revision"], "4");
+        assert_eq!(patch.as_object().unwrap().len(), 2, "only spec and metadata: {patch}");
+    }
+
+    #[test]
+    fn stuck_pod_with_the_new_image_is_reported() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1"},
+            "spec": {"containers": [{"name": "web", "image": "r/web@sha256:b"}]},
+            "status": {"containerStatuses": [{"name": "web", "image": "r/web@sha256:b", "imageID": "", "ready": false, "restartCount": 3,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            stuck_container(&pod, &["r/web@sha256:b".into()]),
+            Some(("web".into(), "CrashLoopBackOff".into(), "back-off 10s".into()))
+        );
+        // An old pod failing is not this release's problem.
+        assert_eq!(stuck_container(&pod, &["r/web@sha256:c".into()]), None);
+    }
+}

@@ -1,0 +1,149 @@
+//! What runs in an environment compared with what was recorded: the data behind `status` and
+//! `where`. Pure functions over the live workloads and the newest record.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::names;
+use crate::records::Release;
+use crate::workloads::{self, Kind, Workload};
+
+/// One environment's state. This is the stable `-o json` shape of `status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvStatus {
+    pub environment: String,
+    pub namespace: String,
+    /// Newest recorded release.
+    pub revision: Option<u64>,
+    pub outcome: Option<String>,
+    pub commit: Option<String>,
+    /// The app's distinct images running now (by the workloads' specs).
+    pub images: Vec<String>,
+    pub ready: i64,
+    pub desired: i64,
+    pub released_at: Option<String>,
+    pub released_by: Option<String>,
+    /// The commit the workloads are annotated with, when they all agree.
+    pub live_commit: Option<String>,
+    /// Live images differ from the newest record (someone changed them by hand, or a release failed).
+    pub drift: bool,
+    pub drift_details: Vec<String>,
+    pub workloads: usize,
+}
+
+/// Ready and desired pods of one workload (CronJobs count as 0/0: nothing runs between jobs).
+pub fn readiness(workload: &Workload) -> (i64, i64) {
+    let d = &workload.object.data;
+    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    match workload.id.kind {
+        Kind::Deployment | Kind::StatefulSet => (n("/status/readyReplicas"), d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)),
+        Kind::DaemonSet => (n("/status/numberReady"), n("/status/desiredNumberScheduled")),
+        Kind::CronJob => (0, 0),
+    }
+}
+
+pub fn env_status(environment: &str, namespace: &str, repository: &str, live: &[Workload], newest: Option<&Release>) -> EnvStatus {
+    let current = workloads::current_images(live, repository);
+    let mut images: Vec<String> = current.values().cloned().collect();
+    images.sort();
+    images.dedup();
+    let (ready, desired) = live.iter().map(readiness).fold((0, 0), |(r, d), (a, b)| (r + a, d + b));
+
+    let mut drift_details = Vec::new();
+    if let Some(record) = newest {
+        let recorded = record.images();
+        for ((workload, container), image) in &current {
+            match recorded.get(&(workload.clone(), container.clone())) {
+                Some(want) if want == image => {}
+                Some(want) => drift_details.push(format!("{workload} {container}: runs {image}, recorded {want}")),
+                None => drift_details.push(format!("{workload} {container}: not in revision {}", record.revision)),
+            }
+        }
+        for (workload, container) in recorded.keys() {
+            if !current.contains_key(&(workload.clone(), container.clone())) {
+                drift_details.push(format!("{workload} {container}: recorded but not found"));
+            }
+        }
+    }
+
+    let mut commits: Vec<Option<&str>> = live
+        .iter()
+        .filter(|w| !w.app_containers(repository).is_empty())
+        .map(|w| w.annotation(names::ANNOTATION_COMMIT))
+        .collect();
+    commits.dedup();
+    let live_commit = match commits.as_slice() {
+        [Some(c)] => Some(c.to_string()),
+        _ => None,
+    };
+
+    EnvStatus {
+        environment: environment.into(),
+        namespace: namespace.into(),
+        revision: newest.map(|r| r.revision),
+        outcome: newest.map(|r| r.outcome.to_string()),
+        commit: newest.and_then(|r| r.commit.as_ref().map(ToString::to_string)),
+        images,
+        ready,
+        desired,
+        released_at: newest.map(|r| r.finished_at.clone()),
+        released_by: newest.map(|r| r.actor.user.clone()),
+        live_commit,
+        drift: !drift_details.is_empty(),
+        drift_details,
+        workloads: live.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{ContainerChange, ReleaseKind};
+    use crate::records::{Actor, Outcome};
+    use crate::workloads::WorkloadRef;
+    use crate::workloads::fixtures::workload;
+
+    const REPO: &str = "r/web";
+
+    fn record(image: &str) -> Release {
+        Release {
+            revision: 3,
+            app: "web".into(),
+            environment: "qa".into(),
+            kind: ReleaseKind::Deploy,
+            commit: None,
+            containers: vec![ContainerChange {
+                workload: WorkloadRef { kind: Kind::Deployment, name: "web".into() },
+                container: "web".into(),
+                before: String::new(),
+                after: image.into(),
+            }],
+            actor: Actor { user: "dev".into(), groups: vec![], verified: false },
+            started_at: String::new(),
+            finished_at: String::new(),
+            outcome: Outcome::Succeeded,
+            source_environment: None,
+            source_revision: None,
+            restored_revision: None,
+            hooks: vec![],
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn no_drift_when_live_matches_the_record() {
+        let live = vec![workload(Kind::Deployment, "web", &[("web", "r/web@sha256:a")])];
+        let s = env_status("qa", "ns", REPO, &live, Some(&record("r/web@sha256:a")));
+        assert!(!s.drift, "{:?}", s.drift_details);
+        assert_eq!(s.revision, Some(3));
+    }
+
+    #[test]
+    fn hand_edited_image_is_drift() {
+        let live = vec![workload(Kind::Deployment, "web", &[("web", "r/web:hotfix")])];
+        let s = env_status("qa", "ns", REPO, &live, Some(&record("r/web@sha256:a")));
+        assert!(s.drift);
+        assert_eq!(s.drift_details, ["Deployment/web web: runs r/web:hotfix, recorded r/web@sha256:a"]);
+    }
+}
