@@ -1,0 +1,42 @@
+//! End-to-end test harness of kubectl-release: a real control plane (v1.20 apiserver, controller
+//! manager, scheduler, etcd), a real OCI registry and a fake kubelet on loopback, plus the fixtures
+//! tests build on (namespaces, workloads, git repositories, pushed images) and watch-driven waits.
+//!
+//! ```no_run
+//! use kubectl_release_tests::{TestEnv, apply, deployment, push_image};
+//! # async fn example() -> anyhow::Result<()> {
+//! let env = TestEnv::shared();
+//! let ns = env.namespace("deploy").await;
+//! let digest = push_image(env.registry(), "web", "v1").await?;
+//! let image = format!("{}/web:v1", env.registry());
+//! apply(&env.client("admin").await, ns.name(), &deployment("web").image(image).build()).await?;
+//! env.kubectl(&["-n", ns.name(), "rollout", "status", "deployment/web"]).await.assert_success();
+//! # let _ = digest; Ok(()) }
+//! ```
+//!
+//! Start and stop the same environment by hand with `tests/testenv/testenv.sh up|down DIR`.
+
+pub mod app;
+pub mod env;
+pub mod git;
+pub mod kubelet;
+pub mod registry;
+pub mod wait;
+pub mod workloads;
+
+pub use app::App;
+pub use env::{CONTEXTS, CmdOutput, Namespace, TestEnv, fake_kubelet_bin, plugin_bin, run};
+pub use git::GitRepo;
+pub use registry::{image_digest, push_crashing_image, push_image};
+pub use wait::{
+    DEFAULT_TIMEOUT, daemonset_rolled_out, deployment_rolled_out, image_ids,
+    statefulset_rolled_out, wait_for, wait_for_all, waiting_reasons,
+};
+pub use workloads::{WorkloadBuilder, apply, cronjob, daemonset, deployment, statefulset};
+
+/// Installs ring as rustls' process-wide crypto provider, which oci-client (built without a
+/// provider of its own) needs before its first client. Idempotent.
+pub fn install_crypto_provider() {
+    // Err means some provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

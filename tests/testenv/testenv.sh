@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# Starts and stops a throw-away Kubernetes control plane, an OCI registry and the fake kubelet on
+# loopback, everything under one directory. See /work/shared/TESTENV.md for why each piece is here.
+#
+#   testenv.sh up DIR         start everything, write DIR/kubeconfig and DIR/env, touch DIR/ready
+#   testenv.sh down DIR       stop everything `up` started (idempotent)
+#   testenv.sh supervise DIR  up, then wait for EOF on stdin, then down; a test process owns the
+#                             environment by holding the write end of that pipe, so the environment
+#                             goes away with it however it ends (panic, SIGKILL, ...)
+#
+# Environment:
+#   KUBECTL_RELEASE_K8S_BIN   dir with kube-apiserver, kube-controller-manager, kube-scheduler
+#                             (default: where install.sh caches them)
+#   FAKE_KUBELET              fake-kubelet binary (default: target/debug/fake-kubelet of this repo)
+#   FAKE_NODES                number of fake nodes (default 1)
+#   TESTENV_TIMEOUT           seconds each component gets to come up (default 90)
+set -euo pipefail
+
+K8S_VERSION=1.20.2
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+K8S_BIN=${KUBECTL_RELEASE_K8S_BIN:-${KUBECTL_RELEASE_CACHE:-$HOME/.cache/kubectl-release}/kubernetes-$K8S_VERSION/bin}
+FAKE_KUBELET=${FAKE_KUBELET:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/fake-kubelet}
+FAKE_NODES=${FAKE_NODES:-1}
+TIMEOUT=${TESTENV_TIMEOUT:-90}
+# Stop order: clients of the apiserver first so they do not log a storm of connection errors,
+# the apiserver before etcd so it can close its watches.
+COMPONENTS=(fake-kubelet kube-scheduler kube-controller-manager kube-apiserver registry etcd)
+
+log() { echo "testenv: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  echo "usage: $0 up|down|supervise DIR" >&2
+  exit 2
+}
+
+# --- ports ----------------------------------------------------------------------------------
+
+# Ports already handed out by this run: two components must not race for the same one.
+TAKEN_PORTS=" "
+
+# A random port below Linux's ephemeral range (32768+), so outgoing connections of other
+# processes cannot grab it between our check and the daemon's bind. Not race-free against other
+# test environments starting at the same instant; a daemon that loses the race fails its health
+# check and `up` says so.
+free_port() {
+  local port
+  for _ in $(seq 200); do
+    port=$((20000 + RANDOM % 12000))
+    [[ $TAKEN_PORTS == *" $port "* ]] && continue
+    if [ -z "$(ss -Htln "sport = :$port")" ]; then
+      TAKEN_PORTS+="$port "
+      echo "$port"
+      return
+    fi
+  done
+  die "no free loopback port found"
+}
+
+# --- processes ------------------------------------------------------------------------------
+
+# start NAME CMD...: runs CMD in the background, stdout+stderr to DIR/logs/NAME.log.
+# stdin is /dev/null so no daemon ever holds supervise's stdin pipe.
+start() {
+  local name=$1
+  shift
+  "$@" </dev/null >"$DIR/logs/$name.log" 2>&1 &
+  echo $! >"$DIR/pids/$name"
+}
+
+# pid of a component if it is still one of ours; every command line we start names DIR, which
+# keeps a stale pid file (after a reboot, say) from pointing us at someone else's process.
+live_pid() {
+  local file=$DIR/pids/$1 pid
+  [ -f "$file" ] || return 1
+  pid=$(<"$file")
+  local cmdline
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *"$DIR"* ]] || return 1
+  echo "$pid"
+}
+
+fail_component() {
+  local name=$1 what=$2
+  log "error: $name: $what"
+  if [ -f "$DIR/logs/$name.log" ]; then
+    log "last lines of $DIR/logs/$name.log:"
+    tail -n 40 "$DIR/logs/$name.log" | sed 's/^/    /' >&2
+  fi
+  return 1
+}
+
+# wait_for NAME DESCRIPTION CMD...: polls CMD until it succeeds, failing early when NAME died.
+wait_for() {
+  local name=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    live_pid "$name" >/dev/null || { fail_component "$name" "exited while waiting for $what"; return 1; }
+    [ $SECONDS -lt $deadline ] || { fail_component "$name" "$what not reached within ${TIMEOUT}s"; return 1; }
+    sleep 0.2
+  done
+}
+
+# --- checks ---------------------------------------------------------------------------------
+
+kubectl_admin() { kubectl --kubeconfig "$DIR/kubeconfig" --request-timeout=5s "$@"; }
+
+default_sa_has_token() {
+  # v1.20 only admits pods once the service account's token secret exists.
+  [ -n "$(kubectl_admin -n default get serviceaccount default -o 'jsonpath={.secrets[0].name}')" ]
+}
+
+nodes_ready() {
+  # Ready and no taints: the node lifecycle controller lifts the not-ready taint that admission
+  # puts on new nodes only a few seconds after it sees Ready, and pods do not schedule until then.
+  local out
+  out=$(kubectl_admin get nodes -o 'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}/{.spec.taints}{"\n"}{end}')
+  [ "$(grep -c '=True/$' <<<"$out")" -ge "$FAKE_NODES" ]
+}
+
+# --- up -------------------------------------------------------------------------------------
+
+write_kubeconfig() {
+  local server=$1
+  {
+    echo "apiVersion: v1"
+    echo "kind: Config"
+    echo "clusters:"
+    echo "- name: testenv"
+    echo "  cluster:"
+    echo "    server: $server"
+    echo "    insecure-skip-tls-verify: true"
+    echo "users:"
+    for user in admin developer approver platform-admin; do
+      echo "- name: $user"
+      echo "  user:"
+      echo "    token: ${TOKENS[$user]}"
+    done
+    echo "contexts:"
+    # qa and production are the admin on the same server: the plugin's tests use them as
+    # "one cluster per environment".
+    for ctx in admin:admin developer:developer approver:approver platform-admin:platform-admin \
+      qa:admin production:admin; do
+      echo "- name: ${ctx%%:*}"
+      echo "  context:"
+      echo "    cluster: testenv"
+      echo "    user: ${ctx#*:}"
+    done
+    echo "current-context: admin"
+  } >"$DIR/kubeconfig.tmp"
+  mv "$DIR/kubeconfig.tmp" "$DIR/kubeconfig"
+}
+
+up() {
+  local bin
+  for bin in kube-apiserver kube-controller-manager kube-scheduler; do
+    [ -x "$K8S_BIN/$bin" ] || die "$K8S_BIN/$bin not found: run tests/testenv/install.sh first"
+  done
+  for bin in etcd docker-registry openssl kubectl ss; do
+    command -v "$bin" >/dev/null || die "$bin not found: run tests/testenv/install.sh first"
+  done
+  [ -x "$FAKE_KUBELET" ] || die "fake kubelet $FAKE_KUBELET not found: cargo build -p kubectl-release-tests --bin fake-kubelet, or set FAKE_KUBELET"
+  if [ -f "$DIR/pids/kube-apiserver" ] && live_pid kube-apiserver >/dev/null; then
+    die "$DIR already has a running environment; run '$0 down $DIR' first"
+  fi
+
+  local started=$SECONDS
+  rm -f "$DIR/ready"
+  mkdir -p "$DIR/logs" "$DIR/pids" "$DIR/pki" "$DIR/etcd" "$DIR/registry"
+
+  local etcd_port etcd_peer_port apiserver_port registry_port
+  etcd_port=$(free_port)
+  etcd_peer_port=$(free_port)
+  apiserver_port=$(free_port)
+  registry_port=$(free_port)
+  local apiserver=https://127.0.0.1:$apiserver_port registry=127.0.0.1:$registry_port
+
+  openssl genrsa -out "$DIR/pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$DIR/pki/sa.key" -pubout -out "$DIR/pki/sa.pub" 2>/dev/null
+
+  declare -gA TOKENS
+  local user
+  for user in admin developer approver platform-admin; do
+    TOKENS[$user]=$(openssl rand -hex 24)
+  done
+  {
+    echo "${TOKENS[admin]},admin,uid-admin,\"system:masters\""
+    echo "${TOKENS[developer]},developer,uid-developer,\"developers\""
+    echo "${TOKENS[approver]},approver,uid-approver,\"approvers\""
+    echo "${TOKENS[platform-admin]},platform-admin,uid-platform-admin,\"platform-admins\""
+  } >"$DIR/pki/tokens.csv"
+  write_kubeconfig "$apiserver"
+
+  cat >"$DIR/registry.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $DIR/registry
+  delete:
+    enabled: true
+http:
+  addr: $registry
+EOF
+
+  log "starting etcd, registry in $DIR"
+  start etcd etcd --name testenv --data-dir "$DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster "testenv=http://127.0.0.1:$etcd_peer_port" --log-level warn
+  start registry docker-registry serve "$DIR/registry.yml"
+  wait_for etcd "etcd health" curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+  log "starting kube-apiserver"
+  start kube-apiserver "$K8S_BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$apiserver_port" \
+    --cert-dir "$DIR/pki" \
+    --token-auth-file "$DIR/pki/tokens.csv" \
+    --authorization-mode Node,RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$DIR/pki/sa.pub" \
+    --service-account-signing-key-file "$DIR/pki/sa.key" \
+    --service-cluster-ip-range 10.0.0.0/24
+  wait_for registry "registry on $registry" curl -fsS "http://$registry/v2/"
+  wait_for kube-apiserver "apiserver /readyz" kubectl_admin get --raw /readyz
+
+  log "starting controller-manager, scheduler, fake kubelet"
+  start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+    --kubeconfig "$DIR/kubeconfig" --leader-elect=false \
+    --service-account-private-key-file "$DIR/pki/sa.key" \
+    --root-ca-file "$DIR/pki/apiserver.crt" \
+    --port=0 --secure-port=0
+  start kube-scheduler "$K8S_BIN/kube-scheduler" \
+    --kubeconfig "$DIR/kubeconfig" --leader-elect=false --port=0 --secure-port=0
+  start fake-kubelet env RUST_LOG="${RUST_LOG:-info}" "$FAKE_KUBELET" \
+    --kubeconfig "$DIR/kubeconfig" --registry "$registry" --nodes "$FAKE_NODES"
+
+  cat >"$DIR/env.tmp" <<EOF
+export KUBECONFIG=$DIR/kubeconfig
+export REGISTRY=$registry
+export APISERVER=$apiserver
+EOF
+  mv "$DIR/env.tmp" "$DIR/env"
+
+  wait_for kube-controller-manager "default service account with its token" default_sa_has_token
+  wait_for fake-kubelet "$FAKE_NODES node(s) Ready and untainted" nodes_ready
+  # The scheduler has no health endpoint with --port=0; at least make sure it did not exit.
+  live_pid kube-scheduler >/dev/null || { fail_component kube-scheduler "exited"; return 1; }
+
+  touch "$DIR/ready"
+  log "ready in $((SECONDS - started))s: source $DIR/env"
+}
+
+# --- down -----------------------------------------------------------------------------------
+
+down() {
+  [ -d "$DIR/pids" ] || return 0
+  local name pid pids=()
+  rm -f "$DIR/ready"
+  for name in "${COMPONENTS[@]}"; do
+    if pid=$(live_pid "$name"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+  done
+  # Not our children when `down` runs from another shell, so poll instead of `wait`.
+  local deadline=$((SECONDS + 15))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do
+      if [ $SECONDS -ge $deadline ]; then
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.1
+    done
+  done
+  rm -f "$DIR"/pids/*
+  [ ${#pids[@]} -eq 0 ] || log "stopped ${#pids[@]} process(es) in $DIR"
+}
+
+# --- supervise ------------------------------------------------------------------------------
+
+supervise() {
+  up
+  # Without job control a background command's stdin is /dev/null unless redirected explicitly,
+  # so hand `cat` our stdin through another descriptor. In the background because `wait` is
+  # interruptible by the signal traps, a foreground `cat` would not be.
+  exec 3<&0
+  cat <&3 >/dev/null &
+  wait $! || true
+}
+
+# `up` relies on `set -e` to stop at the first failure, so it must never run in an `if` or `||`
+# (bash ignores `set -e` there); cleaning up after a failure happens here instead.
+on_exit() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] || [ "$MODE" = supervise ]; then
+    down
+  fi
+  # A failed start keeps its directory: the logs are the only account of what went wrong.
+  if [ "$MODE" = supervise ] && [ "$rc" -eq 0 ] && [ "${TESTENV_REMOVE_DIR:-}" = 1 ]; then
+    rm -rf "$DIR"
+  fi
+  exit "$rc"
+}
+
+[ $# -eq 2 ] || usage
+MODE=$1
+DIR=$(mkdir -p "$2" && cd "$2" && pwd)
+case $MODE in
+  up | supervise)
+    trap on_exit EXIT
+    # Ctrl-C in a terminal or a TERM from a CI runner also ends in `down`, through on_exit.
+    trap 'exit 130' INT
+    trap 'exit 143' TERM HUP
+    "$MODE"
+    ;;
+  down) down ;;
+  *) usage ;;
+esac
