@@ -10,6 +10,8 @@ use kubectl_release::exit::{ExitCode, exit_code_of};
 fn main() -> ProcessExit {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
+    // The registry client is built without a TLS provider of its own; ring is the one kube uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
