@@ -44,8 +44,10 @@ fn report(err: &anyhow::Error) {
 /// Logs go to stderr so stdout stays the result; `-v` raises the level, `RUST_LOG` overrides.
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
+    // kube warns on every client built for a kubeconfig with insecure-skip-tls-verify; the user
+    // chose that in their kubeconfig, so it is not ours to repeat unless asked with -v.
     let level = match verbose {
-        0 => "warn",
+        0 => "warn,kube_client=error",
         1 => "info,kube=warn",
         2 => "debug,kube=info,hyper=info,h2=info",
         _ => "trace",

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The README's first command: sets up a real control plane and registry on this machine and runs
+# the main job — a commit-hash deploy to qa and a promotion to production, with WASM hooks
+# deciding — then leaves everything running for you to try by hand.
+#
+#   tests/demo.sh                       # environment in /tmp/kubectl-release-demo
+#   tests/testenv/testenv.sh down /tmp/kubectl-release-demo     # stop it
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DEMO=${KUBECTL_RELEASE_DEMO_DIR:-/tmp/kubectl-release-demo}
+cd "$ROOT"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+run() { printf '\n$ %s\n' "$*" >&2; "$@"; }
+# Runs a command that must fail with exit code $1, showing that it did.
+expect_exit() {
+  local want=$1; shift
+  printf '\n$ %s\n' "$*" >&2
+  set +e; "$@"; local got=$?; set -e
+  if [ "$got" != "$want" ]; then echo "demo: expected exit $want, got $got" >&2; exit 1; fi
+  echo "(exit $got, as expected)" >&2
+}
+
+say "Installing what the demo needs (Debian packages; the control plane is built once and cached)"
+bash tests/testenv/install.sh >/dev/null
+bash example-hooks/build.sh >/dev/null
+cargo build --locked --workspace --bins
+export PATH="$ROOT/target/debug:$PATH"   # kubectl finds plugins on PATH: `kubectl release`
+
+say "Starting etcd, kube-apiserver, controller-manager, scheduler, a registry and a fake kubelet"
+bash tests/testenv/testenv.sh down "$DEMO" >/dev/null 2>&1 || true
+rm -rf "$DEMO"
+bash tests/testenv/testenv.sh up "$DEMO"
+# shellcheck disable=SC1091
+source "$DEMO/env"   # KUBECONFIG, REGISTRY
+export KUBECONFIG
+
+say "An app repository with two commits; CI has pushed an image tagged with each commit"
+APP=$DEMO/app
+mkdir -p "$APP" && cd "$APP"
+git init -q -b main
+git config user.name "Demo Developer" && git config user.email dev@example.com
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+HOOKS=$ROOT/target/hooks
+cat >release.yaml <<YAML
+apiVersion: kubectl-release.io/v1alpha1
+kind: ReleaseConfig
+app: web
+image: $REGISTRY/acme/web
+environments:
+  - name: qa
+    context: qa
+    namespace: web-qa
+  - name: production
+    context: production
+    namespace: web-prod
+    promoteFrom: qa
+    atomic: true
+hooks:
+  - name: required-labels
+    module: $HOOKS/required-labels.wasm
+    sha256: $(sha "$HOOKS/required-labels.wasm")
+    settings:
+      labels: {team: "^[a-z-]+\$", owner: ".+"}
+  - name: same-image
+    module: $HOOKS/same-image-across-envs.wasm
+    sha256: $(sha "$HOOKS/same-image-across-envs.wasm")
+    environments: [production]
+YAML
+echo "v1" >app.txt && git add app.txt release.yaml && git commit -qm "first version"
+FIRST=$(git rev-parse HEAD)
+echo "v2" >app.txt && git commit -qam "second version"
+SECOND=$(git rev-parse HEAD)
+git tag v2
+for sha in "$FIRST" "$SECOND"; do
+  echo "pushed $REGISTRY/acme/web:$sha -> $(push-image "$REGISTRY" acme/web "$sha")" >&2
+done
+
+say "The app's workloads in qa and production, both on the first commit"
+for ns in web-qa web-prod; do
+  kubectl create namespace "$ns" >/dev/null
+  kubectl -n "$ns" apply -f - >/dev/null <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {team: payments, owner: alice}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web, team: payments, owner: alice}
+    spec:
+      containers:
+      - name: web
+        image: $REGISTRY/acme/web:$FIRST
+YAML
+done
+kubectl -n web-qa rollout status deployment/web --timeout=60s >/dev/null
+kubectl -n web-prod rollout status deployment/web --timeout=60s >/dev/null
+
+run cat release.yaml
+run kubectl release hooks verify
+
+say "Deploy the commit we are on to qa: hooks allow, the image is pinned by digest, the rollout is waited for"
+run kubectl release deploy qa
+run kubectl -n web-qa get pods -o 'custom-columns=POD:.metadata.name,IMAGE-ID:.status.containerStatuses[0].imageID'
+
+say "Deploying what already runs is a no-op"
+run kubectl release deploy qa
+
+say "Production only gets what runs in qa: deploying another commit there is denied by a hook"
+expect_exit 3 kubectl release deploy production "$FIRST"
+
+say "Promote exactly the digests running in qa to production"
+run kubectl release promote qa production
+
+say "Where things stand"
+run kubectl release status
+run kubectl release history production
+run kubectl release where v2
+
+cat >&2 <<MSG
+
+The environment is still running. Go on by hand:
+  export KUBECONFIG=$DEMO/kubeconfig PATH=$ROOT/target/debug:\$PATH
+  cd $APP && kubectl release status
+Stop it with:
+  tests/testenv/testenv.sh down $DEMO
+MSG
