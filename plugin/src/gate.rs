@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use hooks_sdk::{HookRequest, Phase};
+use hooks_sdk::{Approval, HookRequest, Phase};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
+use crate::approvals::{Approvals, Standing, standing};
 use crate::config::ReleaseConfig;
 use crate::exit::Failure;
 use crate::hooks::{HookEngine, LoadedHook};
@@ -19,6 +20,7 @@ use crate::release::Intent;
 use crate::workloads::{self, Workload};
 
 pub use crate::hooks::PhaseReport;
+use crate::hooks::Outcome;
 
 /// The configured hooks, loaded and verified, and what is needed to describe a release to them.
 pub struct Gate<'a> {
@@ -56,8 +58,8 @@ impl<'a> Gate<'a> {
         Ok(Gate { config, clients, target, actor: actor.clone(), hooks })
     }
 
-    /// Runs the pre-phase hooks of `intent`'s kind.
-    pub async fn pre_phase(&self, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<PhaseReport> {
+    /// Runs the pre-phase hooks of `intent`'s kind; also returns the approvals they were shown.
+    pub async fn pre_phase(&self, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<(PhaseReport, Vec<Approval>)> {
         let phase = match intent.kind {
             ReleaseKind::Deploy => Phase::PreDeploy,
             ReleaseKind::Promote => Phase::PrePromote,
@@ -67,11 +69,11 @@ impl<'a> Gate<'a> {
     }
 
     /// Runs the post-deploy hooks (their verdicts are reported and recorded, nothing more).
-    pub async fn post_deploy(&self, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<PhaseReport> {
+    pub async fn post_deploy(&self, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<(PhaseReport, Vec<Approval>)> {
         self.run(Phase::PostDeploy, intent, changes, workloads, history, revision).await
     }
 
-    async fn run(&self, phase: Phase, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<PhaseReport> {
+    async fn run(&self, phase: Phase, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<(PhaseReport, Vec<Approval>)> {
         let selected: Vec<LoadedHook> = self
             .hooks
             .iter()
@@ -79,7 +81,7 @@ impl<'a> Gate<'a> {
             .cloned()
             .collect();
         if selected.is_empty() {
-            return Ok(PhaseReport::default());
+            return Ok((PhaseReport::empty(phase), Vec::new()));
         }
         let base = self.request(phase, intent, changes, workloads, history, revision).await?;
         let report = crate::hooks::run_phase(&selected, phase, |hook| {
@@ -89,7 +91,7 @@ impl<'a> Gate<'a> {
             req
         })
         .await;
-        Ok(report)
+        Ok((report, base.approvals))
     }
 
     /// The request every hook of the phase sees (name and settings filled in per hook).
@@ -133,7 +135,7 @@ impl<'a> Gate<'a> {
             },
             workloads: workloads_as_applied(workloads, changes),
             environments: self.environments().await?,
-            approvals: Vec::new(),
+            approvals: Approvals::new(self.target, &self.config.app).list().await?,
             history: history.iter().take(10).map(summary).collect(),
         })
     }
@@ -216,6 +218,12 @@ pub fn running_containers(live: &[Workload], pods: &[Pod], repository: &str, nam
                 .filter(|cs| cs.name == c.name)
                 .filter_map(|cs| cs.image_id.rsplit_once('@').map(|(_, d)| d.to_string()))
                 .collect();
+            // A CronJob has no pods between runs: the digest its spec pins is what it runs.
+            if !w.id.kind.has_rollout()
+                && let Some(pinned) = crate::registry::ImageRef::parse(&c.image).digest
+            {
+                digests.push(pinned);
+            }
             digests.sort();
             digests.dedup();
             out.push(hooks_sdk::RunningContainer {
@@ -264,3 +272,39 @@ pub fn render_verdicts(verdicts: &[serde_json::Value]) -> String {
     crate::output::table(&["HOOK", "PHASE", "VERDICT", "MESSAGE"], &rows)
 }
 
+
+/// The approvals that count for releasing `digests` now.
+pub fn valid_approvals(approvals: &[Approval], digests: &[String]) -> Vec<Approval> {
+    let now = jiff::Timestamp::now();
+    approvals.iter().filter(|a| standing(a, digests, now) == Standing::Valid).cloned().collect()
+}
+
+/// The field hooks put on violations that approvals would resolve (see hooks-sdk's README).
+pub const APPROVALS_FIELD: &str = "approvals";
+
+/// True when every denying hook denied only for want of approvals: the release is not refused,
+/// it is waiting (exit 4), and `--wait-for-approval` may see it through.
+pub fn only_missing_approvals(report: &PhaseReport) -> bool {
+    let denying: Vec<_> = report.verdicts.iter().filter(|v| v.denies()).collect();
+    !denying.is_empty()
+        && denying.iter().all(|v| match &v.outcome {
+            Outcome::Denied { violations, .. } => {
+                !violations.is_empty() && violations.iter().all(|x| x.field.as_deref() == Some(APPROVALS_FIELD))
+            }
+            _ => false,
+        })
+}
+
+/// The approval hooks' own words, e.g. "1 of 2 approvals …".
+pub fn approval_messages(report: &PhaseReport) -> String {
+    report
+        .verdicts
+        .iter()
+        .filter(|v| v.denies())
+        .flat_map(|v| match &v.outcome {
+            Outcome::Denied { violations, .. } => violations.iter().map(|x| x.message.clone()).collect(),
+            _ => Vec::new(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

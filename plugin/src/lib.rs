@@ -12,6 +12,7 @@
 //! - `status`: live state against records;
 //! - `hooks`: the WASM sandbox; `kube_client`, `identity`, `progress`, `output`: the edges.
 
+pub mod approvals;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -67,6 +67,8 @@ pub struct Report {
     pub changes: Vec<ContainerChange>,
     pub digests: Vec<String>,
     pub hooks: Vec<serde_json::Value>,
+    /// Approvals that were valid for these digests and handed to the hooks.
+    pub approvals: Vec<hooks_sdk::Approval>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
@@ -107,55 +109,87 @@ impl Report {
     }
 }
 
-/// Runs the release. Returns the exit code for success outcomes; failures come back as errors
-/// carrying their code, after the report was printed.
-pub async fn execute(ctx: &Context<'_>, intent: Intent, opts: &RolloutArgs) -> Result<ExitCode> {
+/// Runs the release and prints its report (in every outcome, so CI always gets one document).
+/// Failures come back as errors carrying their exit code. With `approval_wait`, a release that
+/// only lacks approvals waits — without holding the lock — for approvals to be recorded, and
+/// tries again until it may go or the time is up.
+pub async fn execute(ctx: &Context<'_>, intent: Intent, opts: &RolloutArgs, approval_wait: Option<std::time::Duration>) -> Result<ExitCode> {
     let cfg = ctx.config;
     let target = ctx.target;
     let env = &target.env.name;
     let client = &target.client;
-    let progress = Progress::new();
+    let deadline = approval_wait.map(|d| tokio::time::Instant::now() + d);
 
     let apis = ServerApis::discover(client)
         .await
         .with_context(|| format!("cannot reach the API server of {target}"))?;
-
-    // The lock comes first so the plan, the hooks and the patch all see one state.
-    let lock = if opts.dry_run {
-        None
-    } else {
-        Some(Lock::acquire(client, &target.namespace, &cfg.app, env, &holder_identity(&ctx.actor.user)).await?)
-    };
-    let result = execute_locked(ctx, &intent, opts, &apis, &progress).await;
-    if let Some(lock) = lock {
-        lock.release().await;
+    loop {
+        // The lock comes first so the plan, the hooks and the patch all see one state.
+        let lock = if opts.dry_run {
+            None
+        } else {
+            Some(Lock::acquire(client, &target.namespace, &cfg.app, env, &holder_identity(&ctx.actor.user)).await?)
+        };
+        let result = execute_locked(ctx, &intent, opts, &apis, &Progress::new()).await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        let (report, outcome) = result?;
+        if let (Err(failure), Some(deadline)) = (&outcome, deadline)
+            && failure.code == ExitCode::WaitingForApproval
+        {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            Progress::new().say(&format!("{}; waiting up to {} for approvals", failure.message, humantime::format_duration(round_secs(left))));
+            if !left.is_zero() && crate::approvals::Approvals::new(target, &cfg.app).wait_for_change(left).await {
+                continue;
+            }
+        }
+        let mut report = report;
+        if let Err(failure) = &outcome
+            && report.message.is_empty()
+        {
+            report.message = failure.message.clone();
+        }
+        report.print(ctx.global.output)?;
+        return outcome.map_err(Into::into);
     }
-    result
 }
 
-async fn execute_locked(ctx: &Context<'_>, intent: &Intent, opts: &RolloutArgs, apis: &ServerApis, progress: &Progress) -> Result<ExitCode> {
+fn round_secs(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(d.as_secs())
+}
+
+/// The release under the lock: what happened (the report) and how it ended.
+async fn execute_locked(
+    ctx: &Context<'_>,
+    intent: &Intent,
+    opts: &RolloutArgs,
+    apis: &ServerApis,
+    progress: &Progress,
+) -> Result<(Report, Result<ExitCode, Failure>)> {
     let cfg = ctx.config;
     let target = ctx.target;
     let env = target.env.name.clone();
     let client = &target.client;
-    let format = ctx.global.output;
 
     let found = workloads::discover(client, apis, &target.namespace, &cfg.image, cfg.workload_selector.as_deref())
         .await
         .with_context(|| format!("cannot list workloads in {target}"))?;
     if found.is_empty() {
-        return Err(Failure::usage(format!(
+        return Ok((empty_report(cfg, intent, &env), Err(Failure::usage(format!(
             "no Deployment, StatefulSet, DaemonSet or CronJob in namespace `{}` has a container from {}; \
              create the app's workloads there first (kubectl apply), or check `namespace` and `image` in {}",
             target.namespace,
             cfg.image,
             cfg.path.display()
-        ))
-        .into());
+        )))));
     }
     let changes = match &intent.wanted {
         Wanted::Digest(digest) => plan::deploy_all(&found, &cfg.image, digest),
-        Wanted::Exact(images) => plan::exact(&found, &cfg.image, images).map_err(Failure::usage)?,
+        Wanted::Exact(images) => match plan::exact(&found, &cfg.image, images) {
+            Ok(changes) => changes,
+            Err(why) => return Ok((empty_report(cfg, intent, &env), Err(Failure::usage(why)))),
+        },
     };
     let records = Records::new(client, &target.namespace, &cfg.app, &env);
     let history = records.list().await?;
@@ -170,28 +204,34 @@ async fn execute_locked(ctx: &Context<'_>, intent: &Intent, opts: &RolloutArgs, 
         digests: plan::digests(&changes),
         changes,
         hooks: Vec::new(),
+        approvals: Vec::new(),
         message: String::new(),
     };
 
     if plan::is_noop(&report.changes) {
         report.outcome = "unchanged".into();
-        report.print(format)?;
-        return Ok(ExitCode::Ok);
+        return Ok((report, Ok(ExitCode::Ok)));
     }
 
     // Pre-phase hooks decide before anything changes.
-    let pre = ctx.gate.pre_phase(intent, &report.changes, &found, &history, revision).await?;
+    let (pre, approvals) = ctx.gate.pre_phase(intent, &report.changes, &found, &history, revision).await?;
     report.hooks = pre.verdicts_json();
+    report.approvals = crate::gate::valid_approvals(&approvals, &report.digests);
     if pre.denied() {
-        report.outcome = "denied".into();
         report.message = pre.render();
-        report.print(format)?;
-        return Err(Failure::new(ExitCode::Denied, format!("denied by hooks:\n{}", pre.render())).into());
+        // A denial only for want of approvals is not final: the release may go once they arrive.
+        let failure = if crate::gate::only_missing_approvals(&pre) {
+            report.outcome = "waiting-for-approval".into();
+            Failure::new(ExitCode::WaitingForApproval, format!("waiting for approval: {}", crate::gate::approval_messages(&pre)))
+        } else {
+            report.outcome = "denied".into();
+            Failure::new(ExitCode::Denied, pre.render())
+        };
+        return Ok((report, Err(failure)));
     }
     if opts.dry_run {
         report.outcome = "planned".into();
-        report.print(format)?;
-        return Ok(ExitCode::Ok);
+        return Ok((report, Ok(ExitCode::Ok)));
     }
 
     let started_at = jiff::Timestamp::now().to_string();
@@ -264,19 +304,35 @@ async fn execute_locked(ctx: &Context<'_>, intent: &Intent, opts: &RolloutArgs, 
         records.write(&release, cfg.history_limit).await?;
         report.outcome = if code == ExitCode::TimedOut && release.outcome != Outcome::RolledBack { "timed-out".into() } else { release.outcome.to_string() };
         report.message = release.message.clone();
-        report.print(format)?;
-        return Err(Failure::new(code, format!("{} {} to {env} revision {revision}: {}", verb(intent.kind), cfg.app, release.message)).into());
+        let failure = Failure::new(code, format!("{} {} to {env} revision {revision}: {}", verb(intent.kind), cfg.app, release.message));
+        return Ok((report, Err(failure)));
     }
 
     release.finished_at = jiff::Timestamp::now().to_string();
     // Post-deploy hooks report; they cannot undo what is done.
-    let post = ctx.gate.post_deploy(intent, &report.changes, &applied, &history, revision).await?;
+    let (post, _) = ctx.gate.post_deploy(intent, &report.changes, &applied, &history, revision).await?;
     release.hooks.extend(post.verdicts_json());
     records.write(&release, cfg.history_limit).await?;
     report.hooks = release.hooks.clone();
     report.outcome = Outcome::Succeeded.to_string();
-    report.print(format)?;
-    Ok(ExitCode::Ok)
+    Ok((report, Ok(ExitCode::Ok)))
+}
+
+/// The report of a release that stopped before it had a plan.
+fn empty_report(cfg: &ReleaseConfig, intent: &Intent, env: &str) -> Report {
+    Report {
+        outcome: "invalid".into(),
+        app: cfg.app.clone(),
+        environment: env.to_string(),
+        kind: intent.kind,
+        commit: intent.commit.clone(),
+        revision: None,
+        changes: Vec::new(),
+        digests: Vec::new(),
+        hooks: Vec::new(),
+        approvals: Vec::new(),
+        message: String::new(),
+    }
 }
 
 fn verb(kind: ReleaseKind) -> &'static str {

@@ -112,3 +112,45 @@ impl App {
         api.get(name).await.expect("get statefulset")
     }
 }
+
+/// A built example hook: `target/hooks/<name>.wasm` and its sha256, for a release.yaml pin.
+/// Panics with the fix when it has not been built: a hooks test never skips silently.
+pub fn example_hook(name: &str) -> (std::path::PathBuf, String) {
+    use sha2::Digest as _;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/hooks").join(format!("{name}.wasm"));
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; build the example hooks first: example-hooks/build.sh", path.display()));
+    (path, hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// A `hooks:` entry for release.yaml running the example hook `module` as `name`.
+pub fn hook_entry(name: &str, module: &str, extra: &str) -> String {
+    let (path, sha) = example_hook(module);
+    let mut entry = format!("  - name: {name}\n    module: {}\n    sha256: {sha}\n", path.display());
+    for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+        entry.push_str("    ");
+        entry.push_str(line);
+        entry.push('\n');
+    }
+    entry
+}
+
+impl App {
+    /// Runs `kubectl-release ARGS` as the user of kubeconfig context `context` (`--context`
+    /// applies to every environment, as it does for kubectl).
+    pub async fn release_as(&self, context: &str, args: &[&str]) -> CmdOutput {
+        let mut all = vec!["--context", context];
+        all.extend_from_slice(args);
+        self.release(&all).await
+    }
+}
+
+/// Applies `plugin/rbac/approvals.yaml` once per test process, as a cluster admin would.
+pub async fn setup_approvals_rbac(env: &TestEnv) {
+    static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin/rbac/approvals.yaml");
+        env.kubectl(&["apply", "-f", manifest]).await.assert_success();
+    })
+    .await;
+}

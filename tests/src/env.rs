@@ -22,10 +22,11 @@ use crate::wait::wait_for;
 pub const TESTENV_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testenv/testenv.sh");
 /// Contexts of the environment's kubeconfig. `qa` and `production` are the admin on the same
 /// cluster, standing in for one cluster per environment.
-pub const CONTEXTS: [&str; 6] = [
+pub const CONTEXTS: [&str; 7] = [
     "admin",
     "developer",
     "approver",
+    "approver2",
     "platform-admin",
     "qa",
     "production",

@@ -24,7 +24,7 @@ pub mod registry;
 pub mod wait;
 pub mod workloads;
 
-pub use app::App;
+pub use app::{App, example_hook, hook_entry, setup_approvals_rbac};
 pub use env::{CONTEXTS, CmdOutput, Namespace, TestEnv, fake_kubelet_bin, plugin_bin, run};
 pub use git::GitRepo;
 pub use registry::{image_digest, push_crashing_image, push_image};

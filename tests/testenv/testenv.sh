@@ -133,7 +133,7 @@ write_kubeconfig() {
     echo "    server: $server"
     echo "    insecure-skip-tls-verify: true"
     echo "users:"
-    for user in admin developer approver platform-admin; do
+    for user in admin developer approver approver2 platform-admin; do
       echo "- name: $user"
       echo "  user:"
       echo "    token: ${TOKENS[$user]}"
@@ -141,7 +141,7 @@ write_kubeconfig() {
     echo "contexts:"
     # qa and production are the admin on the same server: the plugin's tests use them as
     # "one cluster per environment".
-    for ctx in admin:admin developer:developer approver:approver platform-admin:platform-admin \
+    for ctx in admin:admin developer:developer approver:approver approver2:approver2 platform-admin:platform-admin \
       qa:admin production:admin; do
       echo "- name: ${ctx%%:*}"
       echo "  context:"
@@ -182,13 +182,14 @@ up() {
 
   declare -gA TOKENS
   local user
-  for user in admin developer approver platform-admin; do
+  for user in admin developer approver approver2 platform-admin; do
     TOKENS[$user]=$(openssl rand -hex 24)
   done
   {
     echo "${TOKENS[admin]},admin,uid-admin,\"system:masters\""
     echo "${TOKENS[developer]},developer,uid-developer,\"developers\""
     echo "${TOKENS[approver]},approver,uid-approver,\"approvers\""
+    echo "${TOKENS[approver2]},approver2,uid-approver2,\"approvers\""
     echo "${TOKENS[platform-admin]},platform-admin,uid-platform-admin,\"platform-admins\""
   } >"$DIR/pki/tokens.csv"
   write_kubeconfig "$apiserver"

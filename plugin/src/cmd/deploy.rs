@@ -57,5 +57,5 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &DeployArgs, pl
     };
     let mut opts = args.rollout.clone();
     opts.dry_run |= plan_only;
-    release::execute(&ctx, intent, &opts).await
+    release::execute(&ctx, intent, &opts, None).await
 }

@@ -1,5 +1,6 @@
 //! One file per verb. Each reads like the command's story; the domain logic lives outside `cmd`.
 
+pub mod approve;
 pub mod deploy;
 pub mod history;
 pub mod hooks;
@@ -29,11 +30,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hooks(HooksCommand::Test(args)) => hooks::test(global, args).await,
         Command::Hooks(HooksCommand::Verify) => hooks::verify(global, &load_config(global)?).await,
         Command::Promote(args) => promote::run(global, &load_config(global)?, args).await,
-        Command::Approve(_) | Command::Approvals(_) => Err(Failure::usage(format!(
-            "`kubectl release {}` is not built yet; see the README's roadmap",
-            cli.command.verb()
-        ))
-        .into()),
+        Command::Approve(args) => approve::approve(global, &load_config(global)?, args).await,
+        Command::Approvals(args) => approve::list(global, &load_config(global)?, args).await,
     }
 }
 

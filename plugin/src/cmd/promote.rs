@@ -1,11 +1,15 @@
 //! `promote FROM [TO]`: ship exactly the digests running in FROM to TO.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use crate::cli::{GlobalArgs, PromoteArgs};
-use crate::config::ReleaseConfig;
+use crate::config::{Environment, ReleaseConfig};
+use crate::git::CommitSha;
+use crate::workloads::WorkloadRef;
 use crate::exit::{ExitCode, Failure};
 use crate::gate::Gate;
 use crate::kube_client::Clients;
@@ -42,6 +46,46 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -
     }
 
     let clients = Clients::new(global)?;
+    let source = source_state(cfg, &clients, from).await?;
+
+    let target = clients.target(to).await?;
+    let actor = crate::identity::whoami(&target).await;
+    let gate = Gate::load(cfg, &clients, &target, &actor).await?;
+    let ctx = release::Context { global, config: cfg, target: &target, actor, gate };
+    let intent = Intent {
+        kind: ReleaseKind::Promote,
+        commit: source.commit,
+        image_tag: None,
+        wanted: Wanted::Exact(source.images),
+        source_environment: Some(from.name.clone()),
+        source_revision: source.revision,
+        forced_source: forced,
+        restored_revision: None,
+    };
+    release::execute(&ctx, intent, &args.rollout, args.wait_for_approval).await
+}
+
+/// What runs in a promotion's source environment, ready to ship.
+pub struct SourceState {
+    /// `(workload, container) → repo@digest`, agreed on by every pod.
+    pub images: BTreeMap<(WorkloadRef, String), String>,
+    /// The commit of the source's newest record, when the live images are that record's.
+    pub commit: Option<CommitSha>,
+    pub revision: Option<u64>,
+}
+
+impl SourceState {
+    pub fn digests(&self) -> Vec<String> {
+        let mut d: Vec<String> = self.images.values().filter_map(|i| i.rsplit_once('@').map(|(_, d)| d.to_string())).collect();
+        d.sort();
+        d.dedup();
+        d
+    }
+}
+
+/// Reads the live state of `from`: every pod must agree on one digest per container and every
+/// rollout must be complete, or it is a usage error naming the workload.
+pub async fn source_state(cfg: &ReleaseConfig, clients: &Clients, from: &Environment) -> Result<SourceState> {
     let source = clients.target(from).await?;
     let live = release::live_workloads(cfg, &source).await?;
     if live.is_empty() {
@@ -54,25 +98,10 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -
         .items;
     let images = crate::promotion::source_images(&live, &pods, &cfg.image)
         .map_err(|why| Failure::usage(format!("cannot promote from {}: {why}", from.name)))?;
-    let source_record = Records::new(&source.client, &source.namespace, &cfg.app, &from.name).latest().await?;
-    let commit = source_record
+    let record = Records::new(&source.client, &source.namespace, &cfg.app, &from.name).latest().await?;
+    let commit = record
         .as_ref()
         .filter(|r| r.images().iter().all(|(k, v)| images.get(k).is_none_or(|i| i == v)))
         .and_then(|r| r.commit.clone());
-
-    let target = clients.target(to).await?;
-    let actor = crate::identity::whoami(&target).await;
-    let gate = Gate::load(cfg, &clients, &target, &actor).await?;
-    let ctx = release::Context { global, config: cfg, target: &target, actor, gate };
-    let intent = Intent {
-        kind: ReleaseKind::Promote,
-        commit,
-        image_tag: None,
-        wanted: Wanted::Exact(images),
-        source_environment: Some(from.name.clone()),
-        source_revision: source_record.map(|r| r.revision),
-        forced_source: forced,
-        restored_revision: None,
-    };
-    release::execute(&ctx, intent, &args.rollout).await
+    Ok(SourceState { images, commit, revision: record.map(|r| r.revision) })
 }

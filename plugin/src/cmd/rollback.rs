@@ -49,5 +49,5 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &RollbackArgs) 
         forced_source: false,
         restored_revision: Some(chosen.revision),
     };
-    release::execute(&ctx, intent, &args.rollout).await
+    release::execute(&ctx, intent, &args.rollout, None).await
 }

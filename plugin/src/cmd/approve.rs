@@ -1,0 +1,124 @@
+//! `approve ENV` and `approvals ENV`: record and list approvals of what would be released into
+//! an environment — by default what runs in its `promoteFrom` source, or `--commit`'s image.
+
+use anyhow::Result;
+use hooks_sdk::Approval;
+use serde::Serialize;
+
+use crate::approvals::{Approvals, Standing, standing};
+use crate::cli::{ApproveArgs, EnvArg, GlobalArgs};
+use crate::cmd::history::short_digest;
+use crate::cmd::promote::source_state;
+use crate::config::{Environment, ReleaseConfig};
+use crate::exit::{ExitCode, Failure};
+use crate::git::CommitSha;
+use crate::kube_client::Clients;
+use crate::output;
+use crate::registry::Registry;
+
+/// What an approval would be for: a commit and its digests.
+struct Candidate {
+    commit: Option<CommitSha>,
+    digests: Vec<String>,
+}
+
+async fn candidate(cfg: &ReleaseConfig, clients: &Clients, env: &Environment, commit: Option<&str>) -> Result<Candidate> {
+    if let Some(sha) = commit {
+        let commit = CommitSha::parse_full(sha)?;
+        let digest = Registry::new().commit_digest(&cfg.image, &commit).await.map_err(|e| Failure::usage(e.to_string()))?;
+        return Ok(Candidate { commit: Some(commit), digests: vec![digest] });
+    }
+    let Some(source) = env.promote_from.as_deref() else {
+        return Err(Failure::usage(format!(
+            "{} has no promoteFrom, so there is nothing to promote into it; approve a commit's image with --commit <40-hex sha>",
+            env.name
+        ))
+        .into());
+    };
+    let state = source_state(cfg, clients, cfg.environment(source)?).await?;
+    Ok(Candidate { digests: state.digests(), commit: state.commit })
+}
+
+pub async fn approve(global: &GlobalArgs, cfg: &ReleaseConfig, args: &ApproveArgs) -> Result<ExitCode> {
+    let env = cfg.environment(&args.env)?;
+    let clients = Clients::new(global)?;
+    let target = clients.target(env).await?;
+    let wanted = candidate(cfg, &clients, env, args.commit.as_deref()).await?;
+    let actor = crate::identity::whoami(&target).await;
+    let now = jiff::Timestamp::now();
+    let expires = jiff::SignedDuration::try_from(args.expires).map_err(|e| Failure::usage(format!("--expires: {e}")))?;
+    let approval = Approval {
+        user: actor.user.clone(),
+        environment: env.name.clone(),
+        commit: wanted.commit.as_ref().map(ToString::to_string).unwrap_or_default(),
+        digests: wanted.digests,
+        approved_at: now.to_string(),
+        expires_at: (now + expires).to_string(),
+        verified: actor.verified,
+    };
+    let name = Approvals::new(&target, &cfg.app).record(&approval).await?;
+    tracing::info!(%name, "approval recorded");
+    output::emit(global.output, &approval, || {
+        format!(
+            "{} approved {} {} for {} until {}{}\n",
+            approval.user,
+            cfg.app,
+            describe(&approval),
+            env.name,
+            approval.expires_at,
+            if approval.verified { "" } else { " (identity from the kubeconfig, unverified by this API server)" }
+        )
+    })?;
+    Ok(ExitCode::Ok)
+}
+
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    approval: Approval,
+    standing: Standing,
+}
+
+pub async fn list(global: &GlobalArgs, cfg: &ReleaseConfig, args: &EnvArg) -> Result<ExitCode> {
+    let env = cfg.environment(&args.env)?;
+    let clients = Clients::new(global)?;
+    let target = clients.target(env).await?;
+    // Without a source there is no candidate to judge against: every unexpired one counts.
+    let wanted = match env.promote_from {
+        Some(_) => Some(candidate(cfg, &clients, env, None).await?.digests),
+        None => None,
+    };
+    let now = jiff::Timestamp::now();
+    let listed: Vec<Listed> = Approvals::new(&target, &cfg.app)
+        .list()
+        .await?
+        .into_iter()
+        .map(|approval| {
+            let digests = wanted.clone().unwrap_or_else(|| approval.digests.clone());
+            Listed { standing: standing(&approval, &digests, now), approval }
+        })
+        .collect();
+    output::emit(global.output, &listed, || {
+        let rows: Vec<Vec<String>> = listed
+            .iter()
+            .map(|l| {
+                vec![
+                    l.approval.user.clone(),
+                    describe(&l.approval),
+                    output::age(&l.approval.approved_at),
+                    l.approval.expires_at.clone(),
+                    l.standing.to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["USER", "WHAT", "AGE", "EXPIRES", "STATUS"], &rows)
+    })?;
+    Ok(ExitCode::Ok)
+}
+
+/// `3f2a9c1 (1c2d3e4f5a6b)`: commit and digests, short.
+fn describe(a: &Approval) -> String {
+    let digests: Vec<String> = a.digests.iter().map(|d| short_digest(d)).collect();
+    let commit = if a.commit.len() >= 7 { &a.commit[..7] } else { "-" };
+    format!("{commit} ({})", digests.join(","))
+}
