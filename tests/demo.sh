@@ -66,6 +66,12 @@ hooks:
     module: $HOOKS/same-image-across-envs.wasm
     sha256: $(sha "$HOOKS/same-image-across-envs.wasm")
     environments: [production]
+  - name: two-approvals
+    module: $HOOKS/approval-rules.wasm
+    sha256: $(sha "$HOOKS/approval-rules.wasm")
+    environments: [production]
+    phases: [pre-promote]
+    settings: {required: 2, excludeDeployer: true}
 YAML
 echo "v1" >app.txt && git add app.txt release.yaml && git commit -qm "first version"
 FIRST=$(git rev-parse HEAD)
@@ -113,8 +119,18 @@ run kubectl release deploy qa
 say "Production only gets what runs in qa: deploying another commit there is denied by a hook"
 expect_exit 3 kubectl release deploy production "$FIRST"
 
-say "Promote exactly the digests running in qa to production"
-run kubectl release promote qa production
+say "Approvals are RBAC-guarded: approvers may record them, developers may not"
+run kubectl apply -f "$ROOT/plugin/rbac/approvals.yaml"
+expect_exit 2 kubectl release approve production --context developer
+
+say "Promoting qa to production waits for two approvals from people other than the deployer"
+expect_exit 4 kubectl release promote qa production
+run kubectl release approve production --context approver
+run kubectl release approve production --context approver2
+run kubectl release approvals production
+
+say "Promote exactly the digests running in qa to production (as CI would: one JSON document)"
+run kubectl release promote qa production --wait -o json
 
 say "Where things stand"
 run kubectl release status
