@@ -183,6 +183,12 @@ pub struct PromoteArgs {
     /// Block until the required approvals arrive, up to this long
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub wait_for_approval: Option<Duration>,
+    /// Promote every app of a monorepo: each release.yaml below -f DIR (default: the git root)
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: how many apps are promoted at once
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
     #[command(flatten)]
     pub rollout: RolloutArgs,
 }

@@ -74,7 +74,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn render(&self) -> String {
+    pub fn render(&self) -> String {
         let commit = self.commit.as_ref().map_or(String::new(), |c| format!(" {}", c.short()));
         let mut out = match self.outcome.as_str() {
             "unchanged" => format!("{}{commit} already deployed to {}: nothing to do\n", self.app, self.environment),
@@ -104,7 +104,7 @@ impl Report {
         out
     }
 
-    fn print(&self, format: OutputFormat) -> Result<()> {
+    pub fn print(&self, format: OutputFormat) -> Result<()> {
         output::emit(format, self, || self.render())
     }
 }
@@ -114,6 +114,18 @@ impl Report {
 /// only lacks approvals waits — without holding the lock — for approvals to be recorded, and
 /// tries again until it may go or the time is up.
 pub async fn execute(ctx: &Context<'_>, intent: Intent, opts: &RolloutArgs, approval_wait: Option<std::time::Duration>) -> Result<ExitCode> {
+    let (report, outcome) = run(ctx, intent, opts, approval_wait).await?;
+    report.print(ctx.global.output)?;
+    outcome.map_err(Into::into)
+}
+
+/// Runs the release without printing: its report, and how it ended.
+pub async fn run(
+    ctx: &Context<'_>,
+    intent: Intent,
+    opts: &RolloutArgs,
+    approval_wait: Option<std::time::Duration>,
+) -> Result<(Report, Result<ExitCode, Failure>)> {
     let cfg = ctx.config;
     let target = ctx.target;
     let env = &target.env.name;
@@ -150,8 +162,7 @@ pub async fn execute(ctx: &Context<'_>, intent: Intent, opts: &RolloutArgs, appr
         {
             report.message = failure.message.clone();
         }
-        report.print(ctx.global.output)?;
-        return outcome.map_err(Into::into);
+        return Ok((report, outcome));
     }
 }
 

@@ -127,3 +127,39 @@ async fn promoting_from_outside_the_promotion_order_needs_force() {
     assert_eq!(out.code(), Some(2), "{out:?}");
     assert!(out.stderr.contains("pass --force-source"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn promote_all_promotes_every_app_of_a_monorepo_with_one_summary() {
+    // Two apps, each with its own release.yaml, gathered under one directory.
+    let mut apps = Vec::new();
+    for prefix in ["mono-a", "mono-b"] {
+        let mut app = App::new(prefix, 1).await;
+        let head = app.repo.head();
+        app.push(&head).await;
+        app.create_workloads(app.qa.name(), &format!("{}:{head}", app.image)).await;
+        app.create_workloads(app.production.name(), &format!("{}:{head}", app.image)).await;
+        app.release(&["deploy", "qa"]).await.assert_success();
+        apps.push(app);
+    }
+    let monorepo = tempfile::tempdir().unwrap();
+    for (i, app) in apps.iter().enumerate() {
+        let dir = monorepo.path().join(format!("services/app{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(app.repo.path().join("release.yaml"), dir.join("release.yaml")).unwrap();
+    }
+
+    let dir = monorepo.path().to_str().unwrap();
+    let out = apps[0].release(&["promote", "qa", "--all", "-f", dir, "--concurrency", "2", "-o", "json"]).await.assert_success();
+    let summary = json(&out.stdout);
+    let results = summary.as_array().unwrap();
+    assert_eq!(results.len(), 2, "{summary}");
+    assert!(results.iter().all(|r| r["exitCode"] == 0 && r["outcome"] == "succeeded"), "{summary}");
+    for app in &apps {
+        let image = app.deployment(app.production.name(), "web").await.spec.template.spec.unwrap().containers[0].image.clone();
+        assert_eq!(image.as_deref(), Some(app.pinned(&app.repo.head()).as_str()));
+    }
+
+    // Again: nothing to do for either, still exit 0, and a table for people.
+    let out = apps[0].release(&["promote", "qa", "--all", "-f", dir]).await.assert_success();
+    assert_eq!(out.stdout.matches("unchanged").count(), 2, "{}", out.stdout);
+}

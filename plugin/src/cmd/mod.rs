@@ -29,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rollback(args) => rollback::run(global, &load_config(global)?, args).await,
         Command::Hooks(HooksCommand::Test(args)) => hooks::test(global, args).await,
         Command::Hooks(HooksCommand::Verify) => hooks::verify(global, &load_config(global)?).await,
+        Command::Promote(args) if args.all => promote::run_all(global, args).await,
         Command::Promote(args) => promote::run(global, &load_config(global)?, args).await,
         Command::Approve(args) => approve::approve(global, &load_config(global)?, args).await,
         Command::Approvals(args) => approve::list(global, &load_config(global)?, args).await,

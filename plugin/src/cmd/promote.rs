@@ -1,13 +1,17 @@
 //! `promote FROM [TO]`: ship exactly the digests running in FROM to TO.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use futures::StreamExt;
+use serde::Serialize;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use crate::cli::{GlobalArgs, PromoteArgs};
-use crate::config::{Environment, ReleaseConfig};
+use crate::config::{self, Environment, ReleaseConfig};
+use crate::output;
 use crate::git::CommitSha;
 use crate::workloads::WorkloadRef;
 use crate::exit::{ExitCode, Failure};
@@ -18,6 +22,13 @@ use crate::records::Records;
 use crate::release::{self, Intent, Wanted};
 
 pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -> Result<ExitCode> {
+    let (report, outcome) = promote(global, cfg, args).await?;
+    report.print(global.output)?;
+    outcome.map_err(Into::into)
+}
+
+/// Promotes one app without printing: its report and how it ended.
+async fn promote(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -> Result<(release::Report, Result<ExitCode, Failure>)> {
     let from = cfg.environment(&args.from)?;
     let to = match &args.to {
         Some(name) => cfg.environment(name)?,
@@ -62,7 +73,101 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -
         forced_source: forced,
         restored_revision: None,
     };
-    release::execute(&ctx, intent, &args.rollout, args.wait_for_approval).await
+    release::run(&ctx, intent, &args.rollout, args.wait_for_approval).await
+}
+
+/// One app's line in the `--all` summary. The `-o json` shape of `promote --all` is a list of these.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AppResult {
+    config: PathBuf,
+    app: Option<String>,
+    exit_code: i32,
+    outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<release::Report>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+}
+
+/// `promote FROM [TO] --all`: every app of a monorepo, `--concurrency` at a time, one summary.
+/// Exits 0 when all succeeded (or had nothing to do); otherwise 1 if any app met an unexpected
+/// error, else the highest exit code among the apps.
+pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode> {
+    let root = match &global.file {
+        Some(dir) if dir.is_dir() => dir.clone(),
+        Some(file) => return Err(Failure::usage(format!("--all takes a directory with -f, not the file {}", file.display())).into()),
+        None => git_root(&std::env::current_dir()?),
+    };
+    let configs = config::discover_all(&root).with_context(|| format!("cannot search {} for release.yaml files", root.display()))?;
+    if configs.is_empty() {
+        return Err(Failure::usage(format!("no release.yaml below {}", root.display())).into());
+    }
+    let results: Vec<AppResult> = futures::stream::iter(configs)
+        .map(|path| async move {
+            let loaded = config::load(&path);
+            let app = loaded.as_ref().ok().map(|c| c.app.clone());
+            let result = match loaded {
+                Ok(cfg) => promote(global, &cfg, args).await,
+                Err(e) => Err(Failure::usage(e.to_string()).into()),
+            };
+            match result {
+                Ok((report, outcome)) => {
+                    let code = outcome.as_ref().map_or_else(|f| f.code, |c| *c);
+                    AppResult {
+                        config: path,
+                        app,
+                        exit_code: code.code(),
+                        outcome: report.outcome.clone(),
+                        message: outcome.err().map(|f| f.message).unwrap_or_default(),
+                        report: Some(report),
+                    }
+                }
+                Err(e) => AppResult {
+                    config: path,
+                    app,
+                    exit_code: crate::exit::exit_code_of(&e).code(),
+                    outcome: "error".into(),
+                    report: None,
+                    message: format!("{e:#}"),
+                },
+            }
+        })
+        .buffered(usize::from(args.concurrency))
+        .collect()
+        .await;
+    output::emit(global.output, &results, || {
+        let rows: Vec<Vec<String>> = results
+            .iter()
+            .map(|r| {
+                vec![
+                    r.app.clone().unwrap_or_else(|| "?".into()),
+                    r.outcome.clone(),
+                    r.report.as_ref().and_then(|rep| rep.revision).map_or("-".into(), |n| n.to_string()),
+                    r.exit_code.to_string(),
+                    r.message.lines().next().unwrap_or_default().to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["APP", "OUTCOME", "REVISION", "EXIT", "MESSAGE"], &rows)
+    })?;
+    let codes: Vec<i32> = results.iter().map(|r| r.exit_code).filter(|&c| c != 0).collect();
+    let worst = if codes.contains(&1) { 1 } else { codes.into_iter().max().unwrap_or(0) };
+    Ok(match worst {
+        0 => ExitCode::Ok,
+        2 => ExitCode::Usage,
+        3 => ExitCode::Denied,
+        4 => ExitCode::WaitingForApproval,
+        5 => ExitCode::RolloutFailed,
+        6 => ExitCode::TimedOut,
+        7 => ExitCode::Locked,
+        _ => ExitCode::Unexpected,
+    })
+}
+
+/// The git root above `dir`, or `dir` itself outside a repository.
+fn git_root(dir: &Path) -> PathBuf {
+    dir.ancestors().find(|d| d.join(".git").exists()).unwrap_or(dir).to_path_buf()
 }
 
 /// What runs in a promotion's source environment, ready to ship.

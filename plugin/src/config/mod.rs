@@ -207,6 +207,30 @@ pub fn discover(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, Config
     })
 }
 
+/// Every `release.yaml` below `root` (a monorepo's apps), sorted; hidden directories and build
+/// output (`target`, `node_modules`, `vendor`) are skipped.
+pub fn discover_all(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                if !name.starts_with('.') && !matches!(name.as_ref(), "target" | "node_modules" | "vendor") {
+                    dirs.push(entry.path());
+                }
+            } else if name == FILE_NAME {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// Reads and validates the config at `path`.
 pub fn load(path: &Path) -> Result<ReleaseConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {

@@ -247,3 +247,16 @@ fn quantities() {
     assert!(parse_quantity("1.5Gi").is_err());
     assert!(parse_quantity("0").is_err());
 }
+
+#[test]
+fn discover_all_finds_every_app_of_a_monorepo() {
+    let root = tempfile::tempdir().unwrap();
+    for dir in ["services/web", "services/api", "target/debug", ".git/x", "tools"] {
+        std::fs::create_dir_all(root.path().join(dir)).unwrap();
+    }
+    for file in ["services/web/release.yaml", "services/api/release.yaml", "target/debug/release.yaml", ".git/x/release.yaml", "tools/other.yaml"] {
+        std::fs::write(root.path().join(file), GOOD).unwrap();
+    }
+    let found = discover_all(root.path()).unwrap();
+    assert_eq!(found, [root.path().join("services/api/release.yaml"), root.path().join("services/web/release.yaml")]);
+}
