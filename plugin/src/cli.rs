@@ -107,9 +107,12 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Show what a deploy would change and every hook verdict; changes nothing
     Plan(DeployArgs),
-    /// Test and verify WASM hooks
+    /// Test, verify, push and pull WASM hooks
     #[command(subcommand)]
     Hooks(HooksCommand),
+    /// The organisation's cluster-wide hooks
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 impl Command {
@@ -127,6 +130,9 @@ impl Command {
             Command::Plan(_) => "plan",
             Command::Hooks(HooksCommand::Test(_)) => "hooks test",
             Command::Hooks(HooksCommand::Verify) => "hooks verify",
+            Command::Hooks(HooksCommand::Push(_)) => "hooks push",
+            Command::Hooks(HooksCommand::Pull(_)) => "hooks pull",
+            Command::Policy(PolicyCommand::Show(_)) => "policy show",
         }
     }
 }
@@ -240,6 +246,30 @@ pub enum HooksCommand {
     Test(HooksTestArgs),
     /// Check that every configured hook loads, matches its sha256 pin and accepts its settings
     Verify,
+    /// Publish a hook module as an OCI artifact; prints the pinned reference for a policy
+    Push(HooksPushArgs),
+    /// Fetch a hook module by digest into the local cache, verifying it
+    Pull(HooksPullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HooksPushArgs {
+    /// The hook's .wasm module
+    pub module: PathBuf,
+    /// Where to push it: oci://registry/repository[:tag]
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HooksPullArgs {
+    /// The module to fetch: oci://registry/repository@sha256:…
+    pub reference: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The effective hooks of environments: the cluster policy's, then the app's
+    Show(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -275,7 +305,7 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         for verb in [
             "deploy", "promote", "approve", "approvals", "status", "where", "history", "rollback",
-            "plan", "hooks",
+            "plan", "hooks", "policy",
         ] {
             assert!(help.contains(verb), "--help does not mention {verb}");
         }

@@ -10,8 +10,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use crate::approvals::{Approvals, Standing, standing};
-use crate::config::ReleaseConfig;
-use crate::exit::Failure;
+use crate::config::{HookConfig, ReleaseConfig};
+use crate::oci_modules::ModuleStore;
+use crate::exit::{ExitCode, Failure};
 use crate::hooks::{HookEngine, LoadedHook};
 use crate::kube_client::{Clients, EnvTarget};
 use crate::plan::{ContainerChange, ReleaseKind};
@@ -22,40 +23,54 @@ use crate::workloads::{self, Workload};
 pub use crate::hooks::PhaseReport;
 use crate::hooks::Outcome;
 
-/// The configured hooks, loaded and verified, and what is needed to describe a release to them.
+/// The hooks that apply to the target environment — the cluster policy's, then the app's —
+/// loaded and verified, and what is needed to describe a release to them.
 pub struct Gate<'a> {
     config: &'a ReleaseConfig,
     clients: &'a Clients,
     target: &'a EnvTarget,
     actor: Actor,
-    hooks: Vec<LoadedHook>,
+    /// The cluster policy's hooks: they run first, and no release.yaml can remove them.
+    policy_hooks: Vec<LoadedHook>,
+    app_hooks: Vec<LoadedHook>,
 }
 
 impl<'a> Gate<'a> {
-    /// Loads every hook that applies to the target environment: pins are checked and settings
-    /// validated now, before anything else happens, so a broken hook setup changes nothing.
+    /// Loads every hook that applies to the target environment: the cluster policy's modules
+    /// are fetched by digest and verified, pins are checked and settings validated now, before
+    /// anything else happens, so a broken hook setup changes nothing.
     pub async fn load(config: &'a ReleaseConfig, clients: &'a Clients, target: &'a EnvTarget, actor: &Actor) -> Result<Gate<'a>> {
-        let wanted: Vec<_> = config
+        let policy = crate::policy::load_for(target).await?;
+        let policy_configs = crate::policy::fetch_modules(&policy, &ModuleStore::default_location()).await?;
+        let app_configs: Vec<HookConfig> = config
             .hooks
             .iter()
             .filter(|h| Phase::ALL.iter().any(|&p| h.applies_to(p, &target.env.name)))
             .cloned()
             .collect();
-        let mut hooks = Vec::new();
-        if !wanted.is_empty() {
+        let (mut policy_hooks, mut app_hooks) = (Vec::new(), Vec::new());
+        if !policy_configs.is_empty() || !app_configs.is_empty() {
             let engine = HookEngine::new(None).context("cannot start the hook sandbox")?;
-            for hook_config in wanted {
+            for hook_config in policy_configs {
+                let hook = load_hook(&engine, hook_config).await?.map_err(|e| {
+                    Failure::new(ExitCode::Denied, format!("cluster policy hook: {e}; the release is denied"))
+                })?;
+                policy_hooks.push(hook.with_source(crate::policy::SOURCE));
+            }
+            for hook_config in app_configs {
                 let name = hook_config.name.clone();
-                let hook = tokio::task::spawn_blocking({
-                    let engine = engine.clone();
-                    move || engine.load(&hook_config)
-                })
-                .await?
-                .map_err(|e| Failure::usage(format!("hook `{name}` in {}: {e}", config.path.display())))?;
-                hooks.push(hook);
+                let hook = load_hook(&engine, hook_config)
+                    .await?
+                    .map_err(|e| Failure::usage(format!("hook `{name}` in {}: {e}", config.path.display())))?;
+                app_hooks.push(hook);
             }
         }
-        Ok(Gate { config, clients, target, actor: actor.clone(), hooks })
+        Ok(Gate { config, clients, target, actor: actor.clone(), policy_hooks, app_hooks })
+    }
+
+    /// Every loaded hook, the cluster policy's first.
+    pub fn hooks(&self) -> impl Iterator<Item = &LoadedHook> {
+        self.policy_hooks.iter().chain(&self.app_hooks)
     }
 
     /// Runs the pre-phase hooks of `intent`'s kind; also returns the approvals they were shown.
@@ -74,23 +89,23 @@ impl<'a> Gate<'a> {
     }
 
     async fn run(&self, phase: Phase, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<(PhaseReport, Vec<Approval>)> {
-        let selected: Vec<LoadedHook> = self
-            .hooks
-            .iter()
-            .filter(|h| h.config().applies_to(phase, &self.target.env.name))
-            .cloned()
-            .collect();
-        if selected.is_empty() {
+        let select = |hooks: &[LoadedHook]| -> Vec<LoadedHook> {
+            hooks.iter().filter(|h| h.config().applies_to(phase, &self.target.env.name)).cloned().collect()
+        };
+        let (policy, app) = (select(&self.policy_hooks), select(&self.app_hooks));
+        if policy.is_empty() && app.is_empty() {
             return Ok((PhaseReport::empty(phase), Vec::new()));
         }
         let base = self.request(phase, intent, changes, workloads, history, revision).await?;
-        let report = crate::hooks::run_phase(&selected, phase, |hook| {
+        let make_request = |hook: &LoadedHook| {
             let mut req = base.clone();
             req.hook = hook.config().name.clone();
             req.settings = hook.config().settings.clone();
             req
-        })
-        .await;
+        };
+        // The cluster's rules first, then the app's: one report, policy verdicts leading.
+        let mut report = crate::hooks::run_phase(&policy, phase, make_request).await;
+        report.verdicts.extend(crate::hooks::run_phase(&app, phase, make_request).await.verdicts);
         Ok((report, base.approvals))
     }
 
@@ -307,4 +322,10 @@ pub fn approval_messages(report: &PhaseReport) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Loads one hook on a blocking thread (reading, verifying and maybe compiling the module).
+async fn load_hook(engine: &HookEngine, config: HookConfig) -> Result<Result<LoadedHook, crate::hooks::HookError>> {
+    let engine = engine.clone();
+    Ok(tokio::task::spawn_blocking(move || engine.load(&config)).await?)
 }

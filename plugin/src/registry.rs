@@ -81,6 +81,11 @@ impl Registry {
         Registry
     }
 
+    /// An OCI client for `registry`, over plain HTTP where [`Registry`] says so.
+    pub fn oci_client(registry: &str) -> Client {
+        Self::client_for(registry)
+    }
+
     fn client_for(registry: &str) -> Client {
         let protocol = if is_insecure(registry) {
             ClientProtocol::Http

@@ -4,6 +4,8 @@ pub mod approve;
 pub mod deploy;
 pub mod history;
 pub mod hooks;
+pub mod hooks_registry;
+pub mod policy;
 pub mod promote;
 pub mod rollback;
 pub mod status;
@@ -13,7 +15,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, GlobalArgs, HooksCommand};
+use crate::cli::{Cli, Command, GlobalArgs, HooksCommand, PolicyCommand};
 use crate::config::{self, ReleaseConfig};
 use crate::exit::{ExitCode, Failure};
 
@@ -29,6 +31,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rollback(args) => rollback::run(global, &load_config(global)?, args).await,
         Command::Hooks(HooksCommand::Test(args)) => hooks::test(global, args).await,
         Command::Hooks(HooksCommand::Verify) => hooks::verify(global, &load_config(global)?).await,
+        Command::Hooks(HooksCommand::Push(args)) => hooks_registry::push(global, args).await,
+        Command::Hooks(HooksCommand::Pull(args)) => hooks_registry::pull(global, args).await,
+        Command::Policy(PolicyCommand::Show(args)) => policy::show(global, &load_config(global)?, args).await,
         Command::Promote(args) if args.all => promote::run_all(global, args).await,
         Command::Promote(args) => promote::run(global, &load_config(global)?, args).await,
         Command::Approve(args) => approve::approve(global, &load_config(global)?, args).await,

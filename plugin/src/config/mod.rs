@@ -5,7 +5,7 @@
 //! unknown fields and wrong types with a location; `validate` then checks what serde cannot
 //! (references between environments, pins, durations) and produces the typed [`ReleaseConfig`].
 
-mod locate;
+pub(crate) mod locate;
 mod raw;
 
 use std::collections::{BTreeMap, HashSet};
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hooks_sdk::Phase;
 
-pub use raw::FailurePolicy;
+pub use raw::{FailurePolicy, split_serde_message};
 
 pub const API_VERSION: &str = "kubectl-release.io/v1alpha1";
 pub const KIND: &str = "ReleaseConfig";
@@ -459,7 +459,7 @@ fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err(format!("`{text}` must be longer than zero")),

@@ -1,0 +1,260 @@
+//! The cluster's own rules: one policy per cluster that every deploy, promotion and rollback
+//! into it runs before the app's hooks, and that no release.yaml can remove or weaken.
+//!
+//! The policy is the ConfigMap `kubectl-release-policy` in the namespace `kubectl-release-system`
+//! (key `policy.yaml`), writable only by platform admins (`plugin/rbac/policy.yaml`). Its hooks
+//! use release.yaml's schema, except that modules are OCI artifacts pinned by digest and the
+//! environments they apply to are matched by namespace name or namespace labels.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use hooks_sdk::Phase;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Api;
+use serde::Deserialize;
+
+use crate::config::locate::{self, Seg};
+use crate::config::{FailurePolicy, HookConfig, HookLimits, parse_positive_duration, parse_quantity};
+use crate::exit::{ExitCode, Failure};
+use crate::kube_client::EnvTarget;
+use crate::oci_modules::{ModuleRef, ModuleStore};
+
+pub const NAMESPACE: &str = "kubectl-release-system";
+pub const CONFIGMAP: &str = "kubectl-release-policy";
+pub const DATA_KEY: &str = "policy.yaml";
+pub const KIND: &str = "ClusterPolicy";
+/// How policy hooks are marked in output, records and JSON.
+pub const SOURCE: &str = "cluster-policy";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPolicy {
+    api_version: String,
+    kind: String,
+    #[serde(default)]
+    hooks: Vec<RawPolicyHook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPolicyHook {
+    name: String,
+    /// `oci://registry/repository@sha256:…`
+    module: String,
+    #[serde(default)]
+    phases: Option<Vec<Phase>>,
+    /// Namespaces the hook applies to (default: all).
+    #[serde(default)]
+    namespaces: Option<Vec<String>>,
+    /// Equality-based label selector on the target namespace, e.g. `tier=production`.
+    #[serde(default)]
+    namespace_selector: Option<String>,
+    #[serde(default)]
+    failure_policy: FailurePolicy,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    memory: Option<String>,
+    #[serde(default)]
+    max_output: Option<String>,
+    #[serde(default)]
+    max_logs: Option<String>,
+    #[serde(default)]
+    settings: Option<serde_json::Value>,
+}
+
+/// One policy hook, validated: its module reference is pinned by digest.
+#[derive(Debug, Clone)]
+pub struct PolicyHook {
+    pub name: String,
+    pub module: ModuleRef,
+    pub phases: Vec<Phase>,
+    pub namespaces: Option<Vec<String>>,
+    pub namespace_selector: Option<Vec<(String, String)>>,
+    pub failure_policy: FailurePolicy,
+    pub limits: HookLimits,
+    pub settings: serde_json::Value,
+}
+
+impl PolicyHook {
+    /// Whether the hook applies to a namespace with these labels.
+    pub fn applies_to_namespace(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.namespaces.as_ref().is_none_or(|ns| ns.iter().any(|n| n == namespace))
+            && self
+                .namespace_selector
+                .as_ref()
+                .is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    }
+
+    /// The hook as the sandbox runs it, once its module is fetched to `path`.
+    pub fn to_hook_config(&self, fetched: &crate::oci_modules::FetchedModule) -> HookConfig {
+        HookConfig {
+            name: self.name.clone(),
+            module: fetched.path.clone(),
+            sha256: fetched.sha256.clone(),
+            phases: self.phases.clone(),
+            environments: None,
+            failure_policy: self.failure_policy,
+            limits: self.limits,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// Parses a policy document; `origin` names the cluster and object for messages.
+pub fn parse(origin: &str, text: &str) -> Result<Vec<PolicyHook>, String> {
+    let at = |line: Option<usize>, field: &str, message: &str| {
+        let line = line.map_or(String::new(), |l| format!(":{l}"));
+        let field = if field.is_empty() { String::new() } else { format!(" {field}:") };
+        format!("{origin}{line}:{field} {message}")
+    };
+    let raw: RawPolicy = serde_yaml_ng::from_str(text).map_err(|e| {
+        let (field, message) = crate::config::split_serde_message(&e.to_string());
+        at(e.location().map(|l| l.line()), &field, &message)
+    })?;
+    let err = |segments: &[Seg], message: String| at(locate::line_of(text, segments), &locate::display_path(segments), &message);
+    if raw.api_version != crate::config::API_VERSION {
+        return Err(err(&[Seg::Key("apiVersion")], format!("must be `{}`", crate::config::API_VERSION)));
+    }
+    if raw.kind != KIND {
+        return Err(err(&[Seg::Key("kind")], format!("must be `{KIND}`, found `{}`", raw.kind)));
+    }
+    let mut hooks = Vec::new();
+    for (i, h) in raw.hooks.into_iter().enumerate() {
+        let f = |field: &'static str| [Seg::Key("hooks"), Seg::Index(i), Seg::Key(field)];
+        let module = ModuleRef::parse(&h.module).map_err(|e| err(&f("module"), e.to_string()))?;
+        if module.digest().is_none() {
+            return Err(err(&f("module"), format!("`{}` must be pinned by digest: oci://…@sha256:<64 hex> (`kubectl release hooks push` prints it)", h.module)));
+        }
+        let mut limits = HookLimits::default();
+        if let Some(t) = &h.timeout {
+            limits.timeout = parse_positive_duration(t).map_err(|m| err(&f("timeout"), m))?;
+        }
+        if let Some(t) = &h.memory {
+            limits.memory_bytes = parse_quantity(t).map_err(|m| err(&f("memory"), m))?;
+        }
+        if let Some(t) = &h.max_output {
+            limits.max_output_bytes = parse_quantity(t).map_err(|m| err(&f("maxOutput"), m))?;
+        }
+        if let Some(t) = &h.max_logs {
+            limits.max_log_bytes = parse_quantity(t).map_err(|m| err(&f("maxLogs"), m))?;
+        }
+        let namespace_selector = match &h.namespace_selector {
+            None => None,
+            Some(sel) => Some(parse_selector(sel).map_err(|m| err(&f("namespaceSelector"), m))?),
+        };
+        hooks.push(PolicyHook {
+            name: h.name,
+            module,
+            phases: h.phases.unwrap_or_else(|| Phase::ALL.iter().copied().filter(|p| p.is_pre()).collect()),
+            namespaces: h.namespaces,
+            namespace_selector,
+            failure_policy: h.failure_policy,
+            limits,
+            settings: h.settings.unwrap_or_else(|| serde_json::json!({})),
+        });
+    }
+    Ok(hooks)
+}
+
+/// `a=b,c=d` (equality only: what a namespace selector needs to say "these environments").
+fn parse_selector(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .map(|term| {
+            term.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().trim_start_matches('=').to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| format!("`{text}` is not a selector of the form key=value[,key=value]"))
+        })
+        .collect()
+}
+
+/// The policy hooks that apply to `target`'s namespace. A cluster without a policy has an
+/// empty one; a malformed policy is a config error naming the cluster, the object and the field.
+pub async fn load_for(target: &EnvTarget) -> Result<Vec<PolicyHook>> {
+    let origin = format!("cluster of {} ({}): ConfigMap {NAMESPACE}/{CONFIGMAP} key {DATA_KEY}", target.env.name, target.server);
+    let api: Api<ConfigMap> = Api::namespaced(target.client.clone(), NAMESPACE);
+    let cm = match api.get_opt(CONFIGMAP).await {
+        Ok(Some(cm)) => cm,
+        Ok(None) => return Ok(Vec::new()),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err(Failure::new(
+                ExitCode::Usage,
+                format!("cannot read the cluster policy {NAMESPACE}/{CONFIGMAP} of {}: {}; everyone who releases must be able to read it (plugin/rbac/policy.yaml)", target.env.name, s.message),
+            )
+            .into());
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read the cluster policy of {target}"))),
+    };
+    let text = cm.data.as_ref().and_then(|d| d.get(DATA_KEY)).cloned().unwrap_or_default();
+    let hooks = parse(&origin, &text).map_err(Failure::usage)?;
+    if hooks.is_empty() {
+        return Ok(hooks);
+    }
+    let labels = if hooks.iter().any(|h| h.namespace_selector.is_some()) {
+        let namespaces: Api<Namespace> = Api::all(target.client.clone());
+        match namespaces.get_opt(&target.namespace).await {
+            Ok(ns) => ns.and_then(|n| n.metadata.labels).unwrap_or_default(),
+            Err(e) => {
+                return Err(Failure::new(
+                    ExitCode::Denied,
+                    format!("the cluster policy selects namespaces by label, but the labels of `{}` cannot be read ({e}); the release is denied", target.namespace),
+                )
+                .into());
+            }
+        }
+    } else {
+        BTreeMap::new()
+    };
+    Ok(hooks.into_iter().filter(|h| h.applies_to_namespace(&target.namespace, &labels)).collect())
+}
+
+/// Fetches (or takes from the cache) and verifies every policy hook's module. A registry
+/// problem denies the release: a mandatory rule is never skipped.
+pub async fn fetch_modules(hooks: &[PolicyHook], store: &ModuleStore) -> Result<Vec<HookConfig>> {
+    let mut configs = Vec::new();
+    for hook in hooks {
+        let fetched = store.fetch(&hook.module).await.map_err(|e| {
+            Failure::new(ExitCode::Denied, format!("cluster policy hook `{}`: {e}; the release is denied", hook.name))
+        })?;
+        configs.push(hook.to_hook_config(&fetched));
+    }
+    Ok(configs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: &str = "cluster of qa (https://k): ConfigMap kubectl-release-system/kubectl-release-policy key policy.yaml";
+
+    fn doc(hook: &str) -> String {
+        format!("apiVersion: kubectl-release.io/v1alpha1\nkind: ClusterPolicy\nhooks:\n{hook}")
+    }
+
+    #[test]
+    fn a_pinned_hook_parses_with_defaults() {
+        let module = format!("oci://127.0.0.1:5000/policies/labels@sha256:{}", "c".repeat(64));
+        let hooks = parse(ORIGIN, &doc(&format!("  - name: labels\n    module: {module}\n    namespaceSelector: tier=prod\n"))).unwrap();
+        assert_eq!(hooks[0].phases, [Phase::PreDeploy, Phase::PrePromote, Phase::PreRollback]);
+        let prod = BTreeMap::from([("tier".to_string(), "prod".to_string())]);
+        assert!(hooks[0].applies_to_namespace("web", &prod));
+        assert!(!hooks[0].applies_to_namespace("web", &BTreeMap::new()));
+    }
+
+    #[test]
+    fn an_unpinned_module_is_refused_naming_cluster_object_and_field() {
+        let err = parse(ORIGIN, &doc("  - name: labels\n    module: oci://127.0.0.1:5000/policies/labels:v1\n")).unwrap_err();
+        assert_eq!(
+            err,
+            format!("{ORIGIN}:5: hooks[0].module: `oci://127.0.0.1:5000/policies/labels:v1` must be pinned by digest: oci://…@sha256:<64 hex> (`kubectl release hooks push` prints it)")
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused() {
+        let err = parse(ORIGIN, &doc("  - name: labels\n    modul: x\n")).unwrap_err();
+        assert!(err.starts_with(&format!("{ORIGIN}:5: hooks[0]: unknown field `modul`")), "{err}");
+    }
+}
