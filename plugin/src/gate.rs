@@ -324,8 +324,26 @@ pub fn approval_messages(report: &PhaseReport) -> String {
         .join("; ")
 }
 
-/// Loads one hook on a blocking thread (reading, verifying and maybe compiling the module).
-async fn load_hook(engine: &HookEngine, config: HookConfig) -> Result<Result<LoadedHook, crate::hooks::HookError>> {
+/// Loads one hook on a blocking thread (reading, verifying and maybe compiling the module),
+/// then asks it whether its settings are valid: a bad setting is found before any release
+/// starts. A hook that cannot even answer that is broken: under `failurePolicy: Ignore` that is
+/// a warning (its verdicts will be errors, ignored too); under `Fail` it stops here.
+async fn load_hook(engine: &HookEngine, config: HookConfig) -> Result<Result<LoadedHook, String>> {
     let engine = engine.clone();
-    Ok(tokio::task::spawn_blocking(move || engine.load(&config)).await?)
+    Ok(tokio::task::spawn_blocking(move || {
+        let hook = engine.load(&config).map_err(|e| e.to_string())?;
+        match hook.validate_settings(&config.settings) {
+            Ok(verdict) if verdict.allowed => Ok(hook),
+            Ok(verdict) => Err(format!(
+                "its settings are invalid: {}",
+                verdict.message.or_else(|| verdict.violations.first().map(|v| v.message.clone())).unwrap_or_default()
+            )),
+            Err(e) if config.failure_policy == crate::config::FailurePolicy::Ignore => {
+                tracing::warn!(hook = %config.name, "hook cannot validate its settings (failurePolicy: Ignore): {e}");
+                Ok(hook)
+            }
+            Err(e) => Err(format!("it cannot validate its settings: {e}")),
+        }
+    })
+    .await?)
 }
