@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 bash tests/testenv/install.sh >/dev/null
 bash example-hooks/build.sh
+# The same required-labels contract in Go and in Zig, run against the shared fixtures.
+bash example-hooks/required-labels-go/build.sh
+bash example-hooks/required-labels-zig/build.sh
 # The e2e tests run the plugin and fake-kubelet binaries: build them before any test starts.
 cargo build --locked --workspace --bins
 cargo test --locked --workspace "$@"

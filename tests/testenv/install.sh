@@ -10,7 +10,7 @@ K8S_VERSION=1.20.2
 CACHE=${KUBECTL_RELEASE_CACHE:-$HOME/.cache/kubectl-release}
 K8S_BIN=$CACHE/kubernetes-$K8S_VERSION/bin
 # curl, openssl and iproute2 (ss) are what testenv.sh uses besides the daemons.
-APT_PACKAGES=(etcd-server docker-registry golang-go rsync git dpkg-dev curl openssl iproute2)
+APT_PACKAGES=(etcd-server docker-registry golang-go golang-1.23-go rsync git dpkg-dev curl openssl iproute2)
 
 log() { echo "install: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -1,0 +1,3 @@
+module kubectl-release.io/example-hooks/required-labels-go
+
+go 1.23
