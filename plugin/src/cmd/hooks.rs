@@ -1,0 +1,367 @@
+//! `kubectl release hooks test` and `kubectl release hooks verify`: run one module in the same
+//! sandbox as a release does, and check every configured hook before a release needs it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hooks_sdk::guest::Command;
+use hooks_sdk::testing::ConformanceCase;
+use hooks_sdk::{HookRequest, HookResponse};
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, HooksTestArgs};
+use crate::config::{HookConfig, HookLimits, ReleaseConfig};
+use crate::exit::{ExitCode, Failure};
+use crate::hooks::{Evaluation, HookEngine, HookError, LoadedHook};
+use crate::output;
+
+/// Runs `check` of one module on a request file and prints the verdict.
+///
+/// Exit 0 when allowed, 3 when denied, 1 when the hook fails (trap, timeout, bad output…),
+/// 2 when the module or input cannot be read.
+pub async fn test(global: &GlobalArgs, args: &HooksTestArgs) -> Result<ExitCode> {
+    let mut request = read_request(&args.input)?;
+    if let Some(path) = &args.settings {
+        request.settings = read_settings(path)?;
+    }
+    let name = args
+        .module
+        .file_stem()
+        .map_or_else(|| "hook".to_string(), |s| s.to_string_lossy().into_owned());
+    request.hook.clone_from(&name);
+
+    let engine = HookEngine::new(None).context("cannot start the hook sandbox")?;
+    let module = args.module.clone();
+    let hook = blocking(move || engine.load_unpinned(&name, &module, HookLimits::default()))
+        .await?
+        .map_err(|e| match e {
+            HookError::UnreadableModule { .. } => Failure::usage(e.to_string()),
+            other => Failure::new(ExitCode::Unexpected, other.to_string()),
+        })?;
+    if global.verbose > 0 {
+        let load = hook.load_info();
+        eprintln!("module {} sha256 {}", args.module.display(), hook.sha256());
+        eprintln!(
+            "{} in {}",
+            if load.from_cache {
+                "loaded from the compiled-module cache"
+            } else {
+                "compiled"
+            },
+            millis(load.duration)
+        );
+        if let Some(note) = &load.cache_note {
+            eprintln!("{note}");
+        }
+    }
+
+    let evaluation = evaluate(&hook, Command::Check, request)
+        .await?
+        .map_err(|e| Failure::new(ExitCode::Unexpected, e.to_string()))?;
+    if global.verbose > 0 {
+        eprintln!("evaluated in {}", millis(evaluation.duration));
+    }
+    let response = &evaluation.response;
+    output::emit(global.output, response, || {
+        render_response(hook.name(), response)
+    })?;
+    Ok(if response.allowed {
+        ExitCode::Ok
+    } else {
+        ExitCode::Denied
+    })
+}
+
+/// Loads every configured hook (checking its pin) and asks it to validate its settings.
+///
+/// Prints one row per hook; exit 2 if any hook fails.
+pub async fn verify(global: &GlobalArgs, config: &ReleaseConfig) -> Result<ExitCode> {
+    if config.hooks.is_empty() {
+        eprintln!("no hooks configured in {}", config.path.display());
+        return Ok(ExitCode::Ok);
+    }
+    let engine = HookEngine::new(None).context("cannot start the hook sandbox")?;
+    let base = config.path.parent().unwrap_or(Path::new("."));
+    let checks = config
+        .hooks
+        .iter()
+        .map(|cfg| verify_one(&engine, cfg.clone(), base));
+    let results: Vec<HookCheck> = futures::future::try_join_all(checks).await?;
+
+    output::emit(global.output, &results, || render_checks(&results))?;
+    let failed: Vec<&HookCheck> = results.iter().filter(|r| !r.ok()).collect();
+    if failed.is_empty() {
+        return Ok(ExitCode::Ok);
+    }
+    let details: Vec<String> = failed.iter().filter_map(|r| r.problem()).collect();
+    Err(Failure::usage(format!(
+        "{} of {} hooks in {} failed verification:\n  {}",
+        failed.len(),
+        results.len(),
+        config.path.display(),
+        details.join("\n  ")
+    ))
+    .into())
+}
+
+/// The result of verifying one hook.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HookCheck {
+    hook: String,
+    module: String,
+    /// The module's actual sha256, when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    /// `None` when loading succeeded: the pin matched and the module compiled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load_error: Option<HookError>,
+    /// The hook's answer to `validate-settings`, if it was loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings: Option<SettingsCheck>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+enum SettingsCheck {
+    Valid,
+    Invalid { message: String },
+    Error { error: HookError },
+}
+
+impl HookCheck {
+    fn ok(&self) -> bool {
+        self.load_error.is_none() && matches!(self.settings, Some(SettingsCheck::Valid))
+    }
+
+    fn pin_cell(&self) -> String {
+        match &self.load_error {
+            None => "ok".into(),
+            Some(HookError::PinMismatch { .. }) => "mismatch".into(),
+            Some(e) => format!("error ({})", e.kind()),
+        }
+    }
+
+    fn settings_cell(&self) -> String {
+        match &self.settings {
+            None => "-".into(),
+            Some(SettingsCheck::Valid) => "ok".into(),
+            Some(SettingsCheck::Invalid { .. }) => "invalid".into(),
+            Some(SettingsCheck::Error { error }) => format!("error ({})", error.kind()),
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        if let Some(e) = &self.load_error {
+            return Some(e.to_string());
+        }
+        match &self.settings {
+            Some(SettingsCheck::Invalid { message }) => {
+                Some(format!("hook `{}`: invalid settings: {message}", self.hook))
+            }
+            Some(SettingsCheck::Error { error }) => {
+                Some(format!("{error} (while validating settings)"))
+            }
+            _ => None,
+        }
+    }
+}
+
+async fn verify_one(engine: &HookEngine, cfg: HookConfig, base: &Path) -> Result<HookCheck> {
+    let module = cfg
+        .module
+        .strip_prefix(base)
+        .unwrap_or(&cfg.module)
+        .display()
+        .to_string();
+    let engine = engine.clone();
+    let name = cfg.name.clone();
+    let (loaded, settings) = blocking(move || {
+        let hook = engine.load(&cfg)?;
+        let verdict = hook.validate_settings(&cfg.settings);
+        Ok::<_, HookError>((hook, verdict))
+    })
+    .await?
+    .map_or_else(
+        |e| (Err(e), None),
+        |(hook, verdict)| (Ok(hook), Some(verdict)),
+    );
+    let sha256 = match &loaded {
+        Ok(hook) => Some(hook.sha256().to_string()),
+        Err(HookError::PinMismatch { actual, .. }) => Some(actual.clone()),
+        Err(_) => None,
+    };
+    Ok(HookCheck {
+        hook: name,
+        module,
+        sha256,
+        load_error: loaded.err(),
+        settings: settings.map(|verdict| match verdict {
+            Ok(r) if r.allowed => SettingsCheck::Valid,
+            Ok(r) => SettingsCheck::Invalid {
+                message: r
+                    .message
+                    .unwrap_or_else(|| "rejected without a message".into()),
+            },
+            Err(error) => SettingsCheck::Error { error },
+        }),
+    })
+}
+
+fn render_checks(results: &[HookCheck]) -> String {
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            vec![
+                r.hook.clone(),
+                r.module.clone(),
+                r.pin_cell(),
+                r.settings_cell(),
+            ]
+        })
+        .collect();
+    output::table(&["HOOK", "MODULE", "PIN", "SETTINGS"], &rows)
+}
+
+fn render_response(hook: &str, response: &HookResponse) -> String {
+    let verdict = if response.allowed {
+        "allowed"
+    } else {
+        "denied"
+    };
+    let mut text = output::table(
+        &["HOOK", "VERDICT", "MESSAGE"],
+        &[vec![
+            hook.to_string(),
+            verdict.to_string(),
+            response.message.clone().unwrap_or_default(),
+        ]],
+    );
+    if !response.violations.is_empty() {
+        let rows: Vec<Vec<String>> = response
+            .violations
+            .iter()
+            .map(|v| {
+                vec![
+                    v.workload
+                        .as_ref()
+                        .map_or_else(|| "-".to_string(), ToString::to_string),
+                    v.field.clone().unwrap_or_else(|| "-".into()),
+                    v.message.clone(),
+                ]
+            })
+            .collect();
+        text.push('\n');
+        text.push_str(&output::table(&["WORKLOAD", "FIELD", "VIOLATION"], &rows));
+    }
+    if !response.warnings.is_empty() {
+        text.push_str("\nWarnings:\n");
+        for warning in &response.warnings {
+            text.push_str(&format!("  - {warning}\n"));
+        }
+    }
+    text
+}
+
+/// Reads a `HookRequest`, or a conformance fixture (`{description, settings, request, expected}`)
+/// whose request, with its settings, is used: fixtures can be replayed by hand.
+fn read_request(path: &Path) -> Result<HookRequest> {
+    let text = std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+    let value: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| Failure::usage(format!("{} is not JSON: {e}", path.display())))?;
+    let document = if value.get("request").is_some() && value.get("apiVersion").is_none() {
+        let case: ConformanceCase = serde_json::from_value(value).map_err(|e| {
+            Failure::usage(format!(
+                "{} looks like a conformance fixture but is not one: {e}",
+                path.display()
+            ))
+        })?;
+        case.request_document()
+    } else {
+        value
+    };
+    let bytes = serde_json::to_vec(&document)?;
+    hooks_sdk::guest::read_request(&bytes)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())).into())
+}
+
+/// Settings as JSON or YAML (YAML parses both).
+fn read_settings(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| {
+        Failure::usage(format!("{} is neither JSON nor YAML: {e}", path.display())).into()
+    })
+}
+
+async fn evaluate(
+    hook: &LoadedHook,
+    command: Command,
+    request: HookRequest,
+) -> Result<Result<Evaluation, HookError>> {
+    let hook = hook.clone();
+    blocking(move || hook.evaluate(command, &request)).await
+}
+
+/// Loading and running hooks block (compilation, the sandbox); keep them off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("the hook sandbox thread failed")
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hooks_sdk::{Violation, WorkloadRef};
+
+    #[test]
+    fn denial_table_lists_violations_and_warnings() {
+        let response = HookResponse::deny("1 problem")
+            .with_violation(
+                Violation::new("missing label `team`")
+                    .on(WorkloadRef::new("Deployment", "web", "web"))
+                    .at("metadata.labels.team"),
+            )
+            .with_warning("owner looks like a bot");
+        let text = render_response("required-labels", &response);
+        assert_eq!(
+            text,
+            "HOOK              VERDICT   MESSAGE\n\
+             required-labels   denied    1 problem\n\
+             \n\
+             WORKLOAD             FIELD                  VIOLATION\n\
+             Deployment web/web   metadata.labels.team   missing label `team`\n\
+             \n\
+             Warnings:\n  - owner looks like a bot\n"
+        );
+    }
+
+    #[test]
+    fn verify_cells() {
+        let check = HookCheck {
+            hook: "h".into(),
+            module: "hooks/h.wasm".into(),
+            sha256: Some("ab".into()),
+            load_error: Some(HookError::PinMismatch {
+                hook: "h".into(),
+                path: "hooks/h.wasm".into(),
+                expected: "cd".into(),
+                actual: "ab".into(),
+            }),
+            settings: None,
+        };
+        assert_eq!(
+            (check.pin_cell(), check.settings_cell()),
+            ("mismatch".to_string(), "-".to_string())
+        );
+        assert!(!check.ok());
+        assert!(check.problem().unwrap().contains("pins cd"));
+    }
+}

@@ -1,0 +1,468 @@
+//! One run of a hook module in a fresh, locked-down wasmtime `Store`.
+//!
+//! What the guest gets: the fixed argv, its request on stdin (from memory), stdout and stderr
+//! into capped memory buffers, a clock and random numbers. What it does not get: preopened
+//! directories (so no file can be opened at all), environment variables, sockets (WASI p1 has
+//! none and the context allows no network), or more memory and time than its limits.
+//!
+//! Wall time is enforced twice. Epoch interruption stops a guest executing wasm: the engine's
+//! ticker bumps the epoch every [`TICK`], and the store's deadline callback traps once the
+//! timeout has passed. A guest blocked inside a host call (WASI `poll_oneoff` can sleep) is not
+//! executing wasm, so each run also happens on a thread of its own that the caller stops waiting
+//! for shortly after the timeout; such a thread finishes on its own when the call returns.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use wasmtime::{
+    InstancePre, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+
+use super::error::HookError;
+use crate::config::HookLimits;
+
+/// How often the engine's epoch advances, i.e. how late after its deadline a looping guest stops.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// How long past the timeout the caller waits for a run stuck in a host call.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
+
+/// How much of the guest's stderr goes into error messages.
+const STDERR_TAIL_LINES: usize = 10;
+const STDERR_TAIL_BYTES: usize = 2048;
+
+/// The data of a hook's store.
+pub(crate) struct SandboxState {
+    wasi: WasiP1Ctx,
+    limiter: Limiter,
+    interrupted: Option<Interruption>,
+}
+
+impl SandboxState {
+    /// For `wasmtime_wasi::p1::add_to_linker_sync`.
+    pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
+        &mut self.wasi
+    }
+}
+
+/// Why the deadline callback stopped the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interruption {
+    Timeout,
+    OutputTooLarge,
+}
+
+impl std::fmt::Display for Interruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Interruption::Timeout => "the hook's timeout has passed",
+            Interruption::OutputTooLarge => "the hook wrote more than its output limit",
+        })
+    }
+}
+
+impl std::error::Error for Interruption {}
+
+/// [`StoreLimits`] that also remembers whether it refused memory, so that a guest which dies
+/// after a refused `memory.grow` (as Rust's allocator does) is reported as out of memory rather
+/// than as an anonymous trap.
+struct Limiter {
+    limits: StoreLimits,
+    refused_memory: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        self.refused_memory |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+/// What one run produced, when the guest exited 0.
+#[derive(Debug)]
+pub(crate) struct RunOutput {
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+    pub(crate) stderr_truncated: bool,
+}
+
+/// What a run needs; owned, because it runs on a thread of its own.
+pub(crate) struct RunSpec {
+    pub(crate) hook: String,
+    pub(crate) argv: [&'static str; 2],
+    pub(crate) stdin: Vec<u8>,
+    pub(crate) limits: HookLimits,
+}
+
+/// Runs the module once, in a fresh store, on a thread of its own; waits at most a little longer
+/// than the timeout.
+pub(crate) fn run(pre: &InstancePre<SandboxState>, spec: RunSpec) -> Result<RunOutput, HookError> {
+    let (hook, limit) = (spec.hook.clone(), spec.limits.timeout);
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    let pre = pre.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("hook-{hook}"))
+        .spawn(move || {
+            // The receiver is gone if the caller gave up waiting; nothing to report then.
+            let _ = sender.send(run_in_store(&pre, spec));
+        });
+    if let Err(e) = spawned {
+        return Err(HookError::Sandbox {
+            hook,
+            message: format!("cannot start a thread: {e}"),
+        });
+    }
+    match receiver.recv_timeout(limit + WATCHDOG_GRACE) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            tracing::warn!(hook = %hook, "hook is stuck in a host call past its timeout; abandoning its thread");
+            Err(HookError::Timeout { hook, limit })
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(HookError::Sandbox {
+            hook,
+            message: "the sandbox thread ended without a result (it panicked; this is a bug)"
+                .into(),
+        }),
+    }
+}
+
+fn run_in_store(pre: &InstancePre<SandboxState>, spec: RunSpec) -> Result<RunOutput, HookError> {
+    let RunSpec {
+        hook,
+        argv,
+        stdin,
+        limits,
+    } = spec;
+    let started = Instant::now();
+    // One more byte than allowed, so that "exactly the limit" and "over it" can be told apart.
+    let stdout = CappedPipe::new(
+        usize_limit(limits.max_output_bytes).saturating_add(1),
+        OnOverflow::Fail,
+    );
+    let stderr = CappedPipe::new(usize_limit(limits.max_log_bytes), OnOverflow::Truncate);
+
+    // No preopens, no env, no network: WasiCtxBuilder starts with none of them.
+    let wasi = WasiCtxBuilder::new()
+        .args(&argv)
+        .stdin(MemoryInputPipe::new(stdin))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .build_p1();
+    let limiter = Limiter {
+        limits: StoreLimitsBuilder::new()
+            .memory_size(usize_limit(limits.memory_bytes))
+            .instances(1)
+            .memories(1)
+            .tables(4)
+            .table_elements(100_000)
+            .build(),
+        refused_memory: false,
+    };
+    let mut store = Store::new(
+        pre.module().engine(),
+        SandboxState {
+            wasi,
+            limiter,
+            interrupted: None,
+        },
+    );
+    store.limiter(|state| &mut state.limiter);
+    let overflow = stdout.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut ctx| {
+        let reason = if overflow.overflowed() {
+            Interruption::OutputTooLarge
+        } else if started.elapsed() >= limits.timeout {
+            Interruption::Timeout
+        } else {
+            return Ok(UpdateDeadline::Continue(1));
+        };
+        ctx.data_mut().interrupted = Some(reason);
+        Err(wasmtime::Error::new(reason))
+    });
+
+    let result = pre
+        .instantiate(&mut store)
+        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
+        .and_then(|start| start.call(&mut store, ()));
+
+    let exit_code = match result {
+        Ok(()) => 0,
+        Err(err) => match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => exit.0,
+            None => {
+                return Err(classify_failure(
+                    &hook, &limits, &store, &stdout, &stderr, &err,
+                ));
+            }
+        },
+    };
+    // A guest may flood stdout, ignore the write errors and still exit: the output is cut off,
+    // and the verdict cannot be trusted.
+    if stdout.overflowed() {
+        return Err(HookError::OutputTooLarge {
+            hook,
+            limit: limits.max_output_bytes,
+        });
+    }
+    if exit_code != 0 {
+        return Err(HookError::NonZeroExit {
+            hook,
+            code: exit_code,
+            stderr_tail: stderr_tail(&stderr.contents()),
+        });
+    }
+    Ok(RunOutput {
+        stdout: stdout.contents(),
+        stderr: stderr.contents(),
+        stderr_truncated: stderr.overflowed(),
+    })
+}
+
+/// Names the reason a run failed without an exit status, most specific first.
+fn classify_failure(
+    hook: &str,
+    limits: &HookLimits,
+    store: &Store<SandboxState>,
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+    err: &wasmtime::Error,
+) -> HookError {
+    let hook = hook.to_string();
+    match store.data().interrupted {
+        Some(Interruption::Timeout) => {
+            return HookError::Timeout {
+                hook,
+                limit: limits.timeout,
+            };
+        }
+        Some(Interruption::OutputTooLarge) => {
+            return HookError::OutputTooLarge {
+                hook,
+                limit: limits.max_output_bytes,
+            };
+        }
+        None => {}
+    }
+    if stdout.overflowed() {
+        return HookError::OutputTooLarge {
+            hook,
+            limit: limits.max_output_bytes,
+        };
+    }
+    if store.data().limiter.refused_memory {
+        return HookError::MemoryLimit {
+            hook,
+            limit: limits.memory_bytes,
+        };
+    }
+    let message = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        // A host call that failed (e.g. WASI given a bad pointer or flags): the outermost error
+        // is only "error while executing at wasm backtrace", the cause after it says what failed.
+        None => err
+            .chain()
+            .map(ToString::to_string)
+            .find(|message| !message.starts_with("error while executing"))
+            .unwrap_or_else(|| {
+                err.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            }),
+    };
+    HookError::Trap {
+        hook,
+        message,
+        stderr_tail: stderr_tail(&stderr.contents()),
+    }
+}
+
+/// The last lines of the guest's stderr, for error messages.
+pub(crate) fn stderr_tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..].join("\n");
+    if tail.len() <= STDERR_TAIL_BYTES {
+        return tail;
+    }
+    let mut start = tail.len() - STDERR_TAIL_BYTES;
+    while !tail.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &tail[start..])
+}
+
+fn usize_limit(limit: u64) -> usize {
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+/// What a [`CappedPipe`] does with bytes past its capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnOverflow {
+    /// Refuse them with an I/O error (stdout: a cut-off response is worthless).
+    Fail,
+    /// Drop them and pretend they were written (stderr: logs are best effort).
+    Truncate,
+}
+
+/// An in-memory stdout/stderr with a hard cap and a flag that says the cap was hit.
+///
+/// wasmtime-wasi's `MemoryOutputPipe` also caps, but gives no cheap way to learn that the cap was
+/// reached, which the deadline callback needs to stop a guest that ignores write errors.
+#[derive(Debug, Clone)]
+pub(crate) struct CappedPipe {
+    inner: Arc<PipeInner>,
+}
+
+#[derive(Debug)]
+struct PipeInner {
+    buffer: Mutex<Vec<u8>>,
+    capacity: usize,
+    on_overflow: OnOverflow,
+    overflowed: AtomicBool,
+}
+
+impl CappedPipe {
+    fn new(capacity: usize, on_overflow: OnOverflow) -> CappedPipe {
+        CappedPipe {
+            inner: Arc::new(PipeInner {
+                buffer: Mutex::new(Vec::new()),
+                capacity,
+                on_overflow,
+                overflowed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn overflowed(&self) -> bool {
+        self.inner.overflowed.load(Ordering::Relaxed)
+    }
+
+    fn contents(&self) -> Vec<u8> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        // A poisoned lock only means another writer panicked mid-append; the bytes are still
+        // the best record we have.
+        self.inner
+            .buffer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut buffer = self.lock();
+        let room = self.inner.capacity.saturating_sub(buffer.len());
+        if bytes.len() <= room {
+            buffer.extend_from_slice(bytes);
+            return Ok(bytes.len());
+        }
+        buffer.extend_from_slice(&bytes[..room]);
+        self.inner.overflowed.store(true, Ordering::Relaxed);
+        match self.inner.on_overflow {
+            OnOverflow::Truncate => Ok(bytes.len()),
+            OnOverflow::Fail => Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "hook output limit reached",
+            )),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedPipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(self.write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl IsTerminal for CappedPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedPipe {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_pipe_fails_or_truncates_past_capacity() {
+        let out = CappedPipe::new(4, OnOverflow::Fail);
+        assert_eq!(out.write(b"abc").unwrap(), 3);
+        assert!(out.write(b"de").is_err());
+        assert!(out.overflowed());
+        assert_eq!(out.contents(), b"abcd");
+
+        let err = CappedPipe::new(2, OnOverflow::Truncate);
+        assert_eq!(err.write(b"abc").unwrap(), 3);
+        assert!(err.overflowed());
+        assert_eq!(err.contents(), b"ab");
+    }
+
+    #[test]
+    fn stderr_tail_keeps_the_last_lines() {
+        let text: String = (0..30).map(|i| format!("line {i}\n")).collect();
+        let tail = stderr_tail(text.as_bytes());
+        assert!(
+            tail.starts_with("line 20\n") && tail.ends_with("line 29"),
+            "{tail}"
+        );
+        let long = "é".repeat(5000);
+        assert!(stderr_tail(long.as_bytes()).len() <= STDERR_TAIL_BYTES + "…".len());
+    }
+}
