@@ -47,7 +47,10 @@ impl std::fmt::Display for Standing {
 
 /// Judges `approval` against the digests that would be released, at `now`.
 pub fn standing(approval: &Approval, digests: &[String], now: jiff::Timestamp) -> Standing {
-    let expired = approval.expires_at.parse::<jiff::Timestamp>().is_ok_and(|t| t <= now);
+    let expired = approval
+        .expires_at
+        .parse::<jiff::Timestamp>()
+        .is_ok_and(|t| t <= now);
     let mut approved = approval.digests.clone();
     approved.sort();
     let mut wanted = digests.to_vec();
@@ -78,13 +81,23 @@ impl Approvals {
     }
 
     fn selector(&self) -> String {
-        format!("{LABEL_APPROVAL}=true,{}={},{}={}", names::LABEL_APP, self.app, names::LABEL_ENVIRONMENT, self.env)
+        format!(
+            "{LABEL_APPROVAL}=true,{}={},{}={}",
+            names::LABEL_APP,
+            self.app,
+            names::LABEL_ENVIRONMENT,
+            self.env
+        )
     }
 
     /// Every recorded approval, newest first. A cluster without the approvals namespace has
     /// none; one where we may not read them is an error that says so.
     pub async fn list(&self) -> Result<Vec<Approval>> {
-        let list = match self.api.list(&ListParams::default().labels(&self.selector())).await {
+        let list = match self
+            .api
+            .list(&ListParams::default().labels(&self.selector()))
+            .await
+        {
             Ok(list) => list,
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
             Err(kube::Error::Api(s)) if s.code == 403 => {
@@ -111,14 +124,20 @@ impl Approvals {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{}.{}.approval-", self.app, self.env)),
                 labels: Some(BTreeMap::from([
-                    (names::LABEL_MANAGED_BY.to_string(), names::MANAGER.to_string()),
+                    (
+                        names::LABEL_MANAGED_BY.to_string(),
+                        names::MANAGER.to_string(),
+                    ),
                     (LABEL_APPROVAL.to_string(), "true".to_string()),
                     (names::LABEL_APP.to_string(), self.app.clone()),
                     (names::LABEL_ENVIRONMENT.to_string(), self.env.clone()),
                 ])),
                 ..Default::default()
             },
-            data: Some(BTreeMap::from([(DATA_KEY.to_string(), serde_json::to_string_pretty(approval)?)])),
+            data: Some(BTreeMap::from([(
+                DATA_KEY.to_string(),
+                serde_json::to_string_pretty(approval)?,
+            )])),
             ..Default::default()
         };
         match self.api.create(&PostParams::default(), &cm).await {
@@ -178,8 +197,29 @@ mod tests {
     fn an_approval_is_bound_to_the_digests_and_expires() {
         let now: jiff::Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
         let wanted = vec!["sha256:b".to_string(), "sha256:a".to_string()];
-        assert_eq!(standing(&approval(&["sha256:a", "sha256:b"], "2026-01-02T00:00:00Z"), &wanted, now), Standing::Valid);
-        assert_eq!(standing(&approval(&["sha256:a"], "2026-01-02T00:00:00Z"), &wanted, now), Standing::OtherDigests);
-        assert_eq!(standing(&approval(&["sha256:a", "sha256:b"], "2026-01-01T06:00:00Z"), &wanted, now), Standing::Expired);
+        assert_eq!(
+            standing(
+                &approval(&["sha256:a", "sha256:b"], "2026-01-02T00:00:00Z"),
+                &wanted,
+                now
+            ),
+            Standing::Valid
+        );
+        assert_eq!(
+            standing(
+                &approval(&["sha256:a"], "2026-01-02T00:00:00Z"),
+                &wanted,
+                now
+            ),
+            Standing::OtherDigests
+        );
+        assert_eq!(
+            standing(
+                &approval(&["sha256:a", "sha256:b"], "2026-01-01T06:00:00Z"),
+                &wanted,
+                now
+            ),
+            Standing::Expired
+        );
     }
 }

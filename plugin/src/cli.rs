@@ -304,8 +304,17 @@ mod tests {
     fn help_lists_every_verb_and_the_exit_codes() {
         let help = Cli::command().render_long_help().to_string();
         for verb in [
-            "deploy", "promote", "approve", "approvals", "status", "where", "history", "rollback",
-            "plan", "hooks", "policy",
+            "deploy",
+            "promote",
+            "approve",
+            "approvals",
+            "status",
+            "where",
+            "history",
+            "rollback",
+            "plan",
+            "hooks",
+            "policy",
         ] {
             assert!(help.contains(verb), "--help does not mention {verb}");
         }

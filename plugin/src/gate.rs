@@ -11,17 +11,17 @@ use kube::api::{Api, ListParams};
 
 use crate::approvals::{Approvals, Standing, standing};
 use crate::config::{HookConfig, ReleaseConfig};
-use crate::oci_modules::ModuleStore;
 use crate::exit::{ExitCode, Failure};
 use crate::hooks::{HookEngine, LoadedHook};
 use crate::kube_client::{Clients, EnvTarget};
+use crate::oci_modules::ModuleStore;
 use crate::plan::{ContainerChange, ReleaseKind};
 use crate::records::{Actor, Release};
 use crate::release::Intent;
 use crate::workloads::{self, Workload};
 
-pub use crate::hooks::PhaseReport;
 use crate::hooks::Outcome;
+pub use crate::hooks::PhaseReport;
 
 /// The hooks that apply to the target environment — the cluster policy's, then the app's —
 /// loaded and verified, and what is needed to describe a release to them.
@@ -39,13 +39,23 @@ impl<'a> Gate<'a> {
     /// Loads every hook that applies to the target environment: the cluster policy's modules
     /// are fetched by digest and verified, pins are checked and settings validated now, before
     /// anything else happens, so a broken hook setup changes nothing.
-    pub async fn load(config: &'a ReleaseConfig, clients: &'a Clients, target: &'a EnvTarget, actor: &Actor) -> Result<Gate<'a>> {
+    pub async fn load(
+        config: &'a ReleaseConfig,
+        clients: &'a Clients,
+        target: &'a EnvTarget,
+        actor: &Actor,
+    ) -> Result<Gate<'a>> {
         let policy = crate::policy::load_for(target).await?;
-        let policy_configs = crate::policy::fetch_modules(&policy, &ModuleStore::default_location()).await?;
+        let policy_configs =
+            crate::policy::fetch_modules(&policy, &ModuleStore::default_location()).await?;
         let app_configs: Vec<HookConfig> = config
             .hooks
             .iter()
-            .filter(|h| Phase::ALL.iter().any(|&p| h.applies_to(p, &target.env.name)))
+            .filter(|h| {
+                Phase::ALL
+                    .iter()
+                    .any(|&p| h.applies_to(p, &target.env.name))
+            })
             .cloned()
             .collect();
         let (mut policy_hooks, mut app_hooks) = (Vec::new(), Vec::new());
@@ -53,19 +63,29 @@ impl<'a> Gate<'a> {
             let engine = HookEngine::new(None).context("cannot start the hook sandbox")?;
             for hook_config in policy_configs {
                 let hook = load_hook(&engine, hook_config).await?.map_err(|e| {
-                    Failure::new(ExitCode::Denied, format!("cluster policy hook: {e}; the release is denied"))
+                    Failure::new(
+                        ExitCode::Denied,
+                        format!("cluster policy hook: {e}; the release is denied"),
+                    )
                 })?;
                 policy_hooks.push(hook.with_source(crate::policy::SOURCE));
             }
             for hook_config in app_configs {
                 let name = hook_config.name.clone();
-                let hook = load_hook(&engine, hook_config)
-                    .await?
-                    .map_err(|e| Failure::usage(format!("hook `{name}` in {}: {e}", config.path.display())))?;
+                let hook = load_hook(&engine, hook_config).await?.map_err(|e| {
+                    Failure::usage(format!("hook `{name}` in {}: {e}", config.path.display()))
+                })?;
                 app_hooks.push(hook);
             }
         }
-        Ok(Gate { config, clients, target, actor: actor.clone(), policy_hooks, app_hooks })
+        Ok(Gate {
+            config,
+            clients,
+            target,
+            actor: actor.clone(),
+            policy_hooks,
+            app_hooks,
+        })
     }
 
     /// Every loaded hook, the cluster policy's first.
@@ -74,29 +94,66 @@ impl<'a> Gate<'a> {
     }
 
     /// Runs the pre-phase hooks of `intent`'s kind; also returns the approvals they were shown.
-    pub async fn pre_phase(&self, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<(PhaseReport, Vec<Approval>)> {
+    pub async fn pre_phase(
+        &self,
+        intent: &Intent,
+        changes: &[ContainerChange],
+        workloads: &[Workload],
+        history: &[Release],
+        revision: u64,
+    ) -> Result<(PhaseReport, Vec<Approval>)> {
         let phase = match intent.kind {
             ReleaseKind::Deploy => Phase::PreDeploy,
             ReleaseKind::Promote => Phase::PrePromote,
             ReleaseKind::Rollback => Phase::PreRollback,
         };
-        self.run(phase, intent, changes, workloads, history, revision).await
+        self.run(phase, intent, changes, workloads, history, revision)
+            .await
     }
 
     /// Runs the post-deploy hooks (their verdicts are reported and recorded, nothing more).
-    pub async fn post_deploy(&self, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<(PhaseReport, Vec<Approval>)> {
-        self.run(Phase::PostDeploy, intent, changes, workloads, history, revision).await
+    pub async fn post_deploy(
+        &self,
+        intent: &Intent,
+        changes: &[ContainerChange],
+        workloads: &[Workload],
+        history: &[Release],
+        revision: u64,
+    ) -> Result<(PhaseReport, Vec<Approval>)> {
+        self.run(
+            Phase::PostDeploy,
+            intent,
+            changes,
+            workloads,
+            history,
+            revision,
+        )
+        .await
     }
 
-    async fn run(&self, phase: Phase, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<(PhaseReport, Vec<Approval>)> {
+    async fn run(
+        &self,
+        phase: Phase,
+        intent: &Intent,
+        changes: &[ContainerChange],
+        workloads: &[Workload],
+        history: &[Release],
+        revision: u64,
+    ) -> Result<(PhaseReport, Vec<Approval>)> {
         let select = |hooks: &[LoadedHook]| -> Vec<LoadedHook> {
-            hooks.iter().filter(|h| h.config().applies_to(phase, &self.target.env.name)).cloned().collect()
+            hooks
+                .iter()
+                .filter(|h| h.config().applies_to(phase, &self.target.env.name))
+                .cloned()
+                .collect()
         };
         let (policy, app) = (select(&self.policy_hooks), select(&self.app_hooks));
         if policy.is_empty() && app.is_empty() {
             return Ok((PhaseReport::empty(phase), Vec::new()));
         }
-        let base = self.request(phase, intent, changes, workloads, history, revision).await?;
+        let base = self
+            .request(phase, intent, changes, workloads, history, revision)
+            .await?;
         let make_request = |hook: &LoadedHook| {
             let mut req = base.clone();
             req.hook = hook.config().name.clone();
@@ -105,12 +162,24 @@ impl<'a> Gate<'a> {
         };
         // The cluster's rules first, then the app's: one report, policy verdicts leading.
         let mut report = crate::hooks::run_phase(&policy, phase, make_request).await;
-        report.verdicts.extend(crate::hooks::run_phase(&app, phase, make_request).await.verdicts);
+        report.verdicts.extend(
+            crate::hooks::run_phase(&app, phase, make_request)
+                .await
+                .verdicts,
+        );
         Ok((report, base.approvals))
     }
 
     /// The request every hook of the phase sees (name and settings filled in per hook).
-    async fn request(&self, phase: Phase, intent: &Intent, changes: &[ContainerChange], workloads: &[Workload], history: &[Release], revision: u64) -> Result<HookRequest> {
+    async fn request(
+        &self,
+        phase: Phase,
+        intent: &Intent,
+        changes: &[ContainerChange],
+        workloads: &[Workload],
+        history: &[Release],
+        revision: u64,
+    ) -> Result<HookRequest> {
         let ns = &self.target.namespace;
         let containers = changes
             .iter()
@@ -158,10 +227,18 @@ impl<'a> Gate<'a> {
     /// Every environment's running images and the digests its pods report.
     async fn environments(&self) -> Result<Vec<hooks_sdk::EnvironmentState>> {
         let reads = self.config.environments.iter().map(|env| async move {
-            let target = if env.name == self.target.env.name { self.target.clone() } else { self.clients.target(env).await? };
+            let target = if env.name == self.target.env.name {
+                self.target.clone()
+            } else {
+                self.clients.target(env).await?
+            };
             let live = crate::release::live_workloads(self.config, &target).await?;
             let pods: Api<Pod> = Api::namespaced(target.client.clone(), &target.namespace);
-            let pods = pods.list(&ListParams::default()).await.with_context(|| format!("cannot list pods in {target}"))?.items;
+            let pods = pods
+                .list(&ListParams::default())
+                .await
+                .with_context(|| format!("cannot list pods in {target}"))?
+                .items;
             Ok::<_, anyhow::Error>(hooks_sdk::EnvironmentState {
                 name: env.name.clone(),
                 namespace: target.namespace.clone(),
@@ -178,7 +255,10 @@ fn workload_ref(w: &workloads::WorkloadRef, namespace: &str) -> hooks_sdk::Workl
 }
 
 /// The workloads as they will be after the patch: the hook judges what will run.
-fn workloads_as_applied(workloads: &[Workload], changes: &[ContainerChange]) -> Vec<serde_json::Value> {
+fn workloads_as_applied(
+    workloads: &[Workload],
+    changes: &[ContainerChange],
+) -> Vec<serde_json::Value> {
     workloads
         .iter()
         .map(|w| {
@@ -191,10 +271,16 @@ fn workloads_as_applied(workloads: &[Workload], changes: &[ContainerChange]) -> 
                 path.push_str(key);
             }
             for field in ["containers", "initContainers"] {
-                if let Some(list) = value.pointer_mut(&format!("{path}/{field}")).and_then(|v| v.as_array_mut()) {
+                if let Some(list) = value
+                    .pointer_mut(&format!("{path}/{field}"))
+                    .and_then(|v| v.as_array_mut())
+                {
                     for container in list {
                         let name = container["name"].as_str().unwrap_or_default().to_string();
-                        if let Some(c) = changes.iter().find(|c| c.workload == w.id && c.container == name) {
+                        if let Some(c) = changes
+                            .iter()
+                            .find(|c| c.workload == w.id && c.container == name)
+                        {
                             container["image"] = c.after.clone().into();
                         }
                     }
@@ -206,7 +292,12 @@ fn workloads_as_applied(workloads: &[Workload], changes: &[ContainerChange]) -> 
 }
 
 /// Per app container: its image and the distinct digests its pods report in `imageID`.
-pub fn running_containers(live: &[Workload], pods: &[Pod], repository: &str, namespace: &str) -> Vec<hooks_sdk::RunningContainer> {
+pub fn running_containers(
+    live: &[Workload],
+    pods: &[Pod],
+    repository: &str,
+    namespace: &str,
+) -> Vec<hooks_sdk::RunningContainer> {
     let mut out = Vec::new();
     for w in live {
         let selector: BTreeMap<String, String> = w
@@ -229,7 +320,12 @@ pub fn running_containers(live: &[Workload], pods: &[Pod], repository: &str, nam
             let mut digests: Vec<String> = mine
                 .iter()
                 .filter_map(|p| p.status.as_ref())
-                .flat_map(|s| s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()))
+                .flat_map(|s| {
+                    s.container_statuses
+                        .iter()
+                        .flatten()
+                        .chain(s.init_container_statuses.iter().flatten())
+                })
                 .filter(|cs| cs.name == c.name)
                 .filter_map(|cs| cs.image_id.rsplit_once('@').map(|(_, d)| d.to_string()))
                 .collect();
@@ -255,7 +351,11 @@ pub fn running_containers(live: &[Workload], pods: &[Pod], repository: &str, nam
 fn summary(r: &Release) -> hooks_sdk::ReleaseSummary {
     hooks_sdk::ReleaseSummary {
         revision: r.revision,
-        commit: r.commit.as_ref().map(ToString::to_string).unwrap_or_default(),
+        commit: r
+            .commit
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         actor: r.actor.user.clone(),
         at: r.finished_at.clone(),
         outcome: match r.outcome {
@@ -277,21 +377,38 @@ pub fn render_verdicts(verdicts: &[serde_json::Value]) -> String {
     let rows: Vec<Vec<String>> = verdicts
         .iter()
         .map(|v| {
-            let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+            let text = |k: &str| {
+                v.get(k)
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
             let outcome = v.get("outcome").cloned().unwrap_or_default();
-            let verdict = outcome.get("verdict").and_then(|x| x.as_str()).unwrap_or("?").to_string();
-            let message = outcome.get("message").or_else(|| outcome.get("error")).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+            let verdict = outcome
+                .get("verdict")
+                .and_then(|x| x.as_str())
+                .unwrap_or("?")
+                .to_string();
+            let message = outcome
+                .get("message")
+                .or_else(|| outcome.get("error"))
+                .and_then(|x| x.as_str())
+                .unwrap_or_default()
+                .to_string();
             vec![text("hook"), text("phase"), verdict, message]
         })
         .collect();
     crate::output::table(&["HOOK", "PHASE", "VERDICT", "MESSAGE"], &rows)
 }
 
-
 /// The approvals that count for releasing `digests` now.
 pub fn valid_approvals(approvals: &[Approval], digests: &[String]) -> Vec<Approval> {
     let now = jiff::Timestamp::now();
-    approvals.iter().filter(|a| standing(a, digests, now) == Standing::Valid).cloned().collect()
+    approvals
+        .iter()
+        .filter(|a| standing(a, digests, now) == Standing::Valid)
+        .cloned()
+        .collect()
 }
 
 /// The field hooks put on violations that approvals would resolve (see hooks-sdk's README).
@@ -304,7 +421,10 @@ pub fn only_missing_approvals(report: &PhaseReport) -> bool {
     !denying.is_empty()
         && denying.iter().all(|v| match &v.outcome {
             Outcome::Denied { violations, .. } => {
-                !violations.is_empty() && violations.iter().all(|x| x.field.as_deref() == Some(APPROVALS_FIELD))
+                !violations.is_empty()
+                    && violations
+                        .iter()
+                        .all(|x| x.field.as_deref() == Some(APPROVALS_FIELD))
             }
             _ => false,
         })
@@ -317,7 +437,9 @@ pub fn approval_messages(report: &PhaseReport) -> String {
         .iter()
         .filter(|v| v.denies())
         .flat_map(|v| match &v.outcome {
-            Outcome::Denied { violations, .. } => violations.iter().map(|x| x.message.clone()).collect(),
+            Outcome::Denied { violations, .. } => {
+                violations.iter().map(|x| x.message.clone()).collect()
+            }
             _ => Vec::new(),
         })
         .collect::<Vec<_>>()

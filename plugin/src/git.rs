@@ -5,7 +5,9 @@ use std::path::Path;
 use crate::exit::Failure;
 
 /// A full commit hash, 40 lower-case hex digits; the tag of the commit's image.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct CommitSha(String);
 
@@ -54,7 +56,7 @@ pub fn resolve(dir: &Path, rev: Option<&str>) -> Result<CommitSha, Failure> {
         .map_err(|e| Failure::usage(describe_rev_error(rev, &e.to_string())))?;
     let commit = id
         .object()
-        .and_then(|o| o.peel_to_kind(gix::object::Kind::Commit).map_err(Into::into))
+        .and_then(|o| o.peel_to_kind(gix::object::Kind::Commit))
         .map_err(|e| Failure::usage(format!("`{rev}` does not name a commit: {e}")))?;
     Ok(CommitSha(commit.id.to_string()))
 }
@@ -62,9 +64,13 @@ pub fn resolve(dir: &Path, rev: Option<&str>) -> Result<CommitSha, Failure> {
 /// Turns gix's error into advice: an ambiguous short SHA wants more digits.
 fn describe_rev_error(rev: &str, err: &str) -> String {
     if err.contains("ambiguous") || err.contains("Ambiguous") {
-        format!("`{rev}` is ambiguous: more than one object starts with it; give more digits of the SHA ({err})")
+        format!(
+            "`{rev}` is ambiguous: more than one object starts with it; give more digits of the SHA ({err})"
+        )
     } else {
-        format!("cannot find commit `{rev}` in this repository (a branch, tag, or SHA of at least 4 digits): {err}")
+        format!(
+            "cannot find commit `{rev}` in this repository (a branch, tag, or SHA of at least 4 digits): {err}"
+        )
     }
 }
 
@@ -82,7 +88,11 @@ mod tests {
     #[test]
     fn short_sha_is_refused_for_commit_flag() {
         let err = CommitSha::parse_full("3f2a9c1").unwrap_err();
-        assert!(err.message.contains("not a full commit hash"), "{}", err.message);
+        assert!(
+            err.message.contains("not a full commit hash"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -98,7 +108,11 @@ mod tests {
                 .env("GIT_COMMITTER_EMAIL", "t@example.com")
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8(out.stdout).unwrap().trim().to_string()
         };
         git(&["init", "-q", "-b", "main"]);
@@ -111,8 +125,15 @@ mod tests {
         assert_eq!(resolve(dir.path(), None).unwrap().as_str(), second);
         assert_eq!(resolve(dir.path(), Some("main")).unwrap().as_str(), second);
         assert_eq!(resolve(dir.path(), Some("v1")).unwrap().as_str(), first);
-        assert_eq!(resolve(dir.path(), Some(&first[..8])).unwrap().as_str(), first);
+        assert_eq!(
+            resolve(dir.path(), Some(&first[..8])).unwrap().as_str(),
+            first
+        );
         let err = resolve(dir.path(), Some("no-such-branch")).unwrap_err();
-        assert!(err.message.contains("cannot find commit `no-such-branch`"), "{}", err.message);
+        assert!(
+            err.message.contains("cannot find commit `no-such-branch`"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -10,23 +10,42 @@ use crate::records::Actor;
 pub async fn whoami(target: &EnvTarget) -> Actor {
     for version in ["v1", "v1beta1", "v1alpha1"] {
         let body = json!({"apiVersion": format!("authentication.k8s.io/{version}"), "kind": "SelfSubjectReview"});
-        let Ok(request) = http::Request::post(format!("/apis/authentication.k8s.io/{version}/selfsubjectreviews"))
-            .header("Content-Type", "application/json")
-            .body(serde_json::to_vec(&body).unwrap_or_default())
-        else {
+        let Ok(request) = http::Request::post(format!(
+            "/apis/authentication.k8s.io/{version}/selfsubjectreviews"
+        ))
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap_or_default()) else {
             continue;
         };
         if let Ok(review) = target.client.request::<Value>(request).await
-            && let Some(user) = review.pointer("/status/userInfo/username").and_then(Value::as_str)
+            && let Some(user) = review
+                .pointer("/status/userInfo/username")
+                .and_then(Value::as_str)
         {
             let groups = review
                 .pointer("/status/userInfo/groups")
                 .and_then(Value::as_array)
-                .map(|g| g.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .map(|g| {
+                    g.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
-            return Actor { user: user.to_string(), groups, verified: true };
+            return Actor {
+                user: user.to_string(),
+                groups,
+                verified: true,
+            };
         }
     }
-    let user = if target.kube_user.is_empty() { std::env::var("USER").unwrap_or_else(|_| "unknown".into()) } else { target.kube_user.clone() };
-    Actor { user, groups: Vec::new(), verified: false }
+    let user = if target.kube_user.is_empty() {
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    } else {
+        target.kube_user.clone()
+    };
+    Actor {
+        user,
+        groups: Vec::new(),
+        verified: false,
+    }
 }

@@ -102,13 +102,22 @@ impl Clients {
         };
         let config = kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &options)
             .await
-            .with_context(|| format!("cannot use context `{context}` for environment `{}`", env.name))?;
+            .with_context(|| {
+                format!(
+                    "cannot use context `{context}` for environment `{}`",
+                    env.name
+                )
+            })?;
         let server = config.cluster_url.to_string();
-        let client = kube::Client::try_from(config)
+        let client = client_for(config)
             .with_context(|| format!("cannot build a client for context `{context}` ({server})"))?;
         Ok(EnvTarget {
             env: env.clone(),
-            namespace: self.global.namespace.clone().unwrap_or_else(|| env.namespace.clone()),
+            namespace: self
+                .global
+                .namespace
+                .clone()
+                .unwrap_or_else(|| env.namespace.clone()),
             context,
             server,
             kube_user,
@@ -117,10 +126,22 @@ impl Clients {
     }
 }
 
-/// Wraps an API error with where it happened; a connection failure names context and server.
-pub fn api_context(target: &EnvTarget, doing: &str) -> String {
-    format!(
-        "cannot {doing} in {}",
-        target
-    )
+/// A client like kube's default one, but with `TCP_NODELAY` on its connections: without it every
+/// new connection to the API server waits ~40 ms for a delayed ACK after the TLS handshake —
+/// half of a no-op deploy's run time (measured: tests/benches/deploy_vs_kubectl.rs).
+fn client_for(config: kube::Config) -> Result<kube::Client> {
+    use kube::client::ConfigExt as _;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    Ok(kube::Client::new(service, config.default_namespace))
 }

@@ -44,14 +44,26 @@ pub fn holder_identity(user: &str) -> String {
 
 impl Lock {
     /// Takes the lock of `app` in `env`, or fails with exit 7 naming the holder and its age.
-    pub async fn acquire(client: &kube::Client, namespace: &str, app: &str, env: &str, holder: &str) -> Result<Lock> {
+    pub async fn acquire(
+        client: &kube::Client,
+        namespace: &str,
+        app: &str,
+        env: &str,
+        holder: &str,
+    ) -> Result<Lock> {
         let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
         let name = names::lock_name(app, env);
         let now = Timestamp::now();
         let lease = Lease {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some([(names::LABEL_MANAGED_BY.to_string(), names::MANAGER.to_string())].into()),
+                labels: Some(
+                    [(
+                        names::LABEL_MANAGED_BY.to_string(),
+                        names::MANAGER.to_string(),
+                    )]
+                    .into(),
+                ),
                 ..Default::default()
             },
             spec: Some(LeaseSpec {
@@ -65,12 +77,25 @@ impl Lock {
         match api.create(&PostParams::default(), &lease).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                let existing = api.get(&name).await.context("cannot read the release lock")?;
+                let existing = api
+                    .get(&name)
+                    .await
+                    .context("cannot read the release lock")?;
                 let spec = existing.spec.clone().unwrap_or_default();
-                let other = spec.holder_identity.clone().unwrap_or_else(|| "someone".into());
-                let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()).map(|t| t.0);
-                let ttl = spec.lease_duration_seconds.unwrap_or(LEASE_DURATION.as_secs() as i32);
-                let expired = renewed.is_none_or(|t| now.duration_since(t).as_secs() > i64::from(ttl));
+                let other = spec
+                    .holder_identity
+                    .clone()
+                    .unwrap_or_else(|| "someone".into());
+                let renewed = spec
+                    .renew_time
+                    .as_ref()
+                    .or(spec.acquire_time.as_ref())
+                    .map(|t| t.0);
+                let ttl = spec
+                    .lease_duration_seconds
+                    .unwrap_or(LEASE_DURATION.as_secs() as i32);
+                let expired =
+                    renewed.is_none_or(|t| now.duration_since(t).as_secs() > i64::from(ttl));
                 if !expired {
                     let age = spec
                         .acquire_time
@@ -99,17 +124,30 @@ impl Lock {
                     ))
                 })?;
             }
-            Err(e) => return Err(e).context(format!("cannot take the release lock {namespace}/{name}")),
+            Err(e) => {
+                return Err(e).context(format!("cannot take the release lock {namespace}/{name}"));
+            }
         }
         let renewer = tokio::spawn(renew_forever(api.clone(), name.clone()));
-        Ok(Lock { api, name, holder: holder.to_string(), renewer })
+        Ok(Lock {
+            api,
+            name,
+            holder: holder.to_string(),
+            renewer,
+        })
     }
 
     /// Stops renewing and deletes the lease if we still hold it.
     pub async fn release(self) {
         self.renewer.abort();
         match self.api.get(&self.name).await {
-            Ok(lease) if lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(self.holder.as_str()) => {
+            Ok(lease)
+                if lease
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.as_deref())
+                    == Some(self.holder.as_str()) =>
+            {
                 if let Err(e) = self.api.delete(&self.name, &DeleteParams::default()).await {
                     tracing::warn!(lock = %self.name, "cannot delete the release lock; it expires by itself: {e}");
                 }
@@ -125,7 +163,10 @@ async fn renew_forever(api: Api<Lease>, name: String) {
     loop {
         tick.tick().await;
         let patch = serde_json::json!({"spec": {"renewTime": MicroTime(Timestamp::now())}});
-        if let Err(e) = api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        if let Err(e) = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             tracing::warn!(lock = %name, "cannot renew the release lock: {e}");
         }
     }

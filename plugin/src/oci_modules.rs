@@ -22,18 +22,33 @@ const MANIFEST_MEDIA_TYPES: [&str; 1] = ["application/vnd.oci.image.manifest.v1+
 
 #[derive(Debug, Error)]
 pub enum ModuleFetchError {
-    #[error("`{0}` is not an OCI module reference: write oci://registry/repository@sha256:<64 hex>")]
+    #[error(
+        "`{0}` is not an OCI module reference: write oci://registry/repository@sha256:<64 hex>"
+    )]
     BadReference(String),
-    #[error("{reference} is not pinned by digest: cluster policy modules must be referenced as oci://…@sha256:…")]
+    #[error(
+        "{reference} is not pinned by digest: cluster policy modules must be referenced as oci://…@sha256:…"
+    )]
     NotPinned { reference: String },
     #[error("cannot fetch {reference}: {detail}")]
     Registry { reference: String, detail: String },
-    #[error("{reference}: the registry served content whose digest is {actual}, not {expected}; refusing a tampered artifact")]
-    DigestMismatch { reference: String, expected: String, actual: String },
-    #[error("{reference} holds no layer of media type {MODULE_MEDIA_TYPE}: not a kubectl-release hook module")]
+    #[error(
+        "{reference}: the registry served content whose digest is {actual}, not {expected}; refusing a tampered artifact"
+    )]
+    DigestMismatch {
+        reference: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "{reference} holds no layer of media type {MODULE_MEDIA_TYPE}: not a kubectl-release hook module"
+    )]
     NotAModule { reference: String },
     #[error("cannot use the module cache {path}: {source}")]
-    Cache { path: PathBuf, source: std::io::Error },
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// `oci://host/repo[:tag][@sha256:…]`.
@@ -45,9 +60,16 @@ pub struct ModuleRef {
 
 impl ModuleRef {
     pub fn parse(text: &str) -> Result<ModuleRef, ModuleFetchError> {
-        let rest = text.strip_prefix("oci://").ok_or_else(|| ModuleFetchError::BadReference(text.into()))?;
-        let reference: Reference = rest.parse().map_err(|_| ModuleFetchError::BadReference(text.into()))?;
-        Ok(ModuleRef { reference, text: text.into() })
+        let rest = text
+            .strip_prefix("oci://")
+            .ok_or_else(|| ModuleFetchError::BadReference(text.into()))?;
+        let reference: Reference = rest
+            .parse()
+            .map_err(|_| ModuleFetchError::BadReference(text.into()))?;
+        Ok(ModuleRef {
+            reference,
+            text: text.into(),
+        })
     }
 
     pub fn digest(&self) -> Option<&str> {
@@ -73,14 +95,22 @@ impl ModuleStore {
     pub fn default_location() -> ModuleStore {
         let base = std::env::var_os("KUBECTL_RELEASE_CACHE_DIR")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("kubectl-release")))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kubectl-release")))
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("kubectl-release"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kubectl-release"))
+            })
             .unwrap_or_else(|| std::env::temp_dir().join("kubectl-release"));
-        ModuleStore { root: base.join("oci") }
+        ModuleStore {
+            root: base.join("oci"),
+        }
     }
 
     pub fn at(root: &Path) -> ModuleStore {
-        ModuleStore { root: root.to_path_buf() }
+        ModuleStore {
+            root: root.to_path_buf(),
+        }
     }
 
     fn blob_path(&self, sha256_hex: &str) -> PathBuf {
@@ -94,7 +124,11 @@ impl ModuleStore {
     /// The module `reference` pins, from the cache when it is there and intact, else from the
     /// registry. Everything is verified against the pinned digest before it is returned.
     pub async fn fetch(&self, reference: &ModuleRef) -> Result<FetchedModule, ModuleFetchError> {
-        let digest = reference.digest().ok_or_else(|| ModuleFetchError::NotPinned { reference: reference.text.clone() })?;
+        let digest = reference
+            .digest()
+            .ok_or_else(|| ModuleFetchError::NotPinned {
+                reference: reference.text.clone(),
+            })?;
         if let Some(hit) = self.cached(digest) {
             return Ok(hit);
         }
@@ -104,19 +138,38 @@ impl ModuleStore {
             reference: reference.text.clone(),
             detail: e.to_string(),
         };
-        let (manifest_bytes, _) = client.pull_manifest_raw(&reference.reference, &auth, &MANIFEST_MEDIA_TYPES).await.map_err(fail)?;
+        let (manifest_bytes, _) = client
+            .pull_manifest_raw(&reference.reference, &auth, &MANIFEST_MEDIA_TYPES)
+            .await
+            .map_err(fail)?;
         let actual = format!("sha256:{}", hex::encode(Sha256::digest(&manifest_bytes)));
         if actual != digest {
-            return Err(ModuleFetchError::DigestMismatch { reference: reference.text.clone(), expected: digest.into(), actual });
+            return Err(ModuleFetchError::DigestMismatch {
+                reference: reference.text.clone(),
+                expected: digest.into(),
+                actual,
+            });
         }
-        let manifest: OciImageManifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| ModuleFetchError::Registry { reference: reference.text.clone(), detail: format!("unreadable manifest: {e}") })?;
-        let layer = module_layer(&manifest).ok_or_else(|| ModuleFetchError::NotAModule { reference: reference.text.clone() })?;
+        let manifest: OciImageManifest =
+            serde_json::from_slice(&manifest_bytes).map_err(|e| ModuleFetchError::Registry {
+                reference: reference.text.clone(),
+                detail: format!("unreadable manifest: {e}"),
+            })?;
+        let layer = module_layer(&manifest).ok_or_else(|| ModuleFetchError::NotAModule {
+            reference: reference.text.clone(),
+        })?;
         let mut bytes = Vec::new();
-        client.pull_blob(&reference.reference, &layer, &mut bytes).await.map_err(fail)?;
+        client
+            .pull_blob(&reference.reference, &layer, &mut bytes)
+            .await
+            .map_err(fail)?;
         let sha = hex::encode(Sha256::digest(&bytes));
         if format!("sha256:{sha}") != layer.digest {
-            return Err(ModuleFetchError::DigestMismatch { reference: reference.text.clone(), expected: layer.digest.clone(), actual: format!("sha256:{sha}") });
+            return Err(ModuleFetchError::DigestMismatch {
+                reference: reference.text.clone(),
+                expected: layer.digest.clone(),
+                actual: format!("sha256:{sha}"),
+            });
         }
         self.store(digest, &sha, &bytes)
     }
@@ -128,19 +181,33 @@ impl ModuleStore {
         let sha = sha.trim();
         let path = self.blob_path(sha);
         let bytes = std::fs::read(&path).ok()?;
-        (hex::encode(Sha256::digest(&bytes)) == sha).then(|| FetchedModule { path, sha256: sha.to_string() })
+        (hex::encode(Sha256::digest(&bytes)) == sha).then(|| FetchedModule {
+            path,
+            sha256: sha.to_string(),
+        })
     }
 
-    fn store(&self, manifest_digest: &str, sha: &str, bytes: &[u8]) -> Result<FetchedModule, ModuleFetchError> {
+    fn store(
+        &self,
+        manifest_digest: &str,
+        sha: &str,
+        bytes: &[u8],
+    ) -> Result<FetchedModule, ModuleFetchError> {
         let path = self.blob_path(sha);
         write_atomically(&path, bytes)?;
         write_atomically(&self.manifest_path(manifest_digest), sha.as_bytes())?;
-        Ok(FetchedModule { path, sha256: sha.to_string() })
+        Ok(FetchedModule {
+            path,
+            sha256: sha.to_string(),
+        })
     }
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModuleFetchError> {
-    let cache_err = |source| ModuleFetchError::Cache { path: path.to_path_buf(), source };
+    let cache_err = |source| ModuleFetchError::Cache {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(cache_err)?;
     let tmp = dir.join(format!(".tmp-{}", std::process::id()));
@@ -149,7 +216,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModuleFetchError> {
 }
 
 fn module_layer(manifest: &OciImageManifest) -> Option<OciDescriptor> {
-    manifest.layers.iter().find(|l| l.media_type == MODULE_MEDIA_TYPE).cloned()
+    manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == MODULE_MEDIA_TYPE)
+        .cloned()
 }
 
 /// Publishes `bytes` as a hook module at `reference` (a tag or a bare repository); returns the
@@ -162,7 +233,13 @@ pub async fn push(bytes: Vec<u8>, reference: &ModuleRef) -> anyhow::Result<Strin
     manifest.artifact_type = Some(CONFIG_MEDIA_TYPE.to_string());
     let manifest_bytes = serde_json::to_vec(&manifest)?;
     client
-        .push(&reference.reference, &layers, config, &RegistryAuth::Anonymous, Some(manifest))
+        .push(
+            &reference.reference,
+            &layers,
+            config,
+            &RegistryAuth::Anonymous,
+            Some(manifest),
+        )
         .await
         .map_err(|e| anyhow::anyhow!("cannot push {}: {e}", reference.text))?;
     // The registry stores the manifest as sent; its digest is the sha256 of those bytes. Ask the
@@ -171,7 +248,11 @@ pub async fn push(bytes: Vec<u8>, reference: &ModuleRef) -> anyhow::Result<Strin
         .fetch_manifest_digest(&reference.reference, &RegistryAuth::Anonymous)
         .await
         .unwrap_or_else(|_| format!("sha256:{}", hex::encode(Sha256::digest(&manifest_bytes))));
-    let repo = format!("{}/{}", reference.reference.registry(), reference.reference.repository());
+    let repo = format!(
+        "{}/{}",
+        reference.reference.registry(),
+        reference.reference.repository()
+    );
     Ok(format!("oci://{repo}@{digest}"))
 }
 
@@ -181,12 +262,24 @@ mod tests {
 
     #[test]
     fn references_must_be_oci_and_pinned_for_fetching() {
-        assert!(matches!(ModuleRef::parse("https://x/y"), Err(ModuleFetchError::BadReference(_))));
-        let r = ModuleRef::parse(&format!("oci://127.0.0.1:5000/policies/labels@sha256:{}", "a".repeat(64))).unwrap();
+        assert!(matches!(
+            ModuleRef::parse("https://x/y"),
+            Err(ModuleFetchError::BadReference(_))
+        ));
+        let r = ModuleRef::parse(&format!(
+            "oci://127.0.0.1:5000/policies/labels@sha256:{}",
+            "a".repeat(64)
+        ))
+        .unwrap();
         assert_eq!(r.reference.registry(), "127.0.0.1:5000");
         assert_eq!(r.reference.repository(), "policies/labels");
         assert!(r.digest().is_some());
-        assert!(ModuleRef::parse("oci://127.0.0.1:5000/policies/labels:v1").unwrap().digest().is_none());
+        assert!(
+            ModuleRef::parse("oci://127.0.0.1:5000/policies/labels:v1")
+                .unwrap()
+                .digest()
+                .is_none()
+        );
     }
 
     #[test]
@@ -199,6 +292,9 @@ mod tests {
         store.store(&digest, &sha, &bytes).unwrap();
         assert_eq!(store.cached(&digest).unwrap().sha256, sha);
         std::fs::write(store.blob_path(&sha), b"tampered").unwrap();
-        assert!(store.cached(&digest).is_none(), "tampered bytes must not be served from the cache");
+        assert!(
+            store.cached(&digest).is_none(),
+            "tampered bytes must not be served from the cache"
+        );
     }
 }

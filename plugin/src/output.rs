@@ -5,7 +5,11 @@ use serde::Serialize;
 use crate::cli::OutputFormat;
 
 /// Prints `value` as JSON/YAML, or the table `render` makes.
-pub fn emit<T: Serialize>(format: OutputFormat, value: &T, render: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub fn emit<T: Serialize>(
+    format: OutputFormat,
+    value: &T,
+    render: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     let text = match format {
         OutputFormat::Json => serde_json::to_string_pretty(value)? + "\n",
         OutputFormat::Yaml => serde_yaml_ng::to_string(value)?,
@@ -50,7 +54,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// `3m`, `2h`, `5d`: how long ago an RFC 3339 time was.
 pub fn age(rfc3339: &str) -> String {
-    let Ok(then) = rfc3339.parse::<jiff::Timestamp>() else { return "?".into() };
+    let Ok(then) = rfc3339.parse::<jiff::Timestamp>() else {
+        return "?".into();
+    };
     let secs = jiff::Timestamp::now().duration_since(then).as_secs().max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
@@ -66,7 +72,16 @@ mod tests {
 
     #[test]
     fn table_aligns_columns() {
-        let t = table(&["ENV", "REVISION"], &[vec!["qa".into(), "3".into()], vec!["production".into(), "12".into()]]);
-        assert_eq!(t, "ENV          REVISION\nqa           3\nproduction   12\n");
+        let t = table(
+            &["ENV", "REVISION"],
+            &[
+                vec!["qa".into(), "3".into()],
+                vec!["production".into(), "12".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "ENV          REVISION\nqa           3\nproduction   12\n"
+        );
     }
 }

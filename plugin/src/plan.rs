@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{ImageRef, pinned};
+use crate::registry::pinned;
 use crate::workloads::{Workload, WorkloadRef};
 
 /// What started a release.
@@ -46,12 +46,14 @@ pub fn deploy_all(workloads: &[Workload], repository: &str, digest: &str) -> Vec
         .iter()
         .flat_map(|w| {
             let after = after.clone();
-            w.app_containers(repository).into_iter().map(move |c| ContainerChange {
-                workload: w.id.clone(),
-                container: c.name,
-                before: c.image,
-                after: after.clone(),
-            })
+            w.app_containers(repository)
+                .into_iter()
+                .map(move |c| ContainerChange {
+                    workload: w.id.clone(),
+                    container: c.name,
+                    before: c.image,
+                    after: after.clone(),
+                })
         })
         .collect()
 }
@@ -115,11 +117,6 @@ pub fn inverse(changes: &[ContainerChange]) -> Vec<ContainerChange> {
         .collect()
 }
 
-/// The repository of a planned image, for messages.
-pub fn repository_of(change: &ContainerChange) -> String {
-    ImageRef::parse(&change.after).repository
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,34 +128,70 @@ mod tests {
     #[test]
     fn deploy_pins_every_app_container_and_leaves_sidecars() {
         let ws = vec![
-            workload(Kind::Deployment, "web", &[("web", "127.0.0.1:5000/acme/web:old"), ("proxy", "envoy:1")]),
-            workload(Kind::CronJob, "nightly", &[("job", "127.0.0.1:5000/acme/web@sha256:aaa")]),
+            workload(
+                Kind::Deployment,
+                "web",
+                &[("web", "127.0.0.1:5000/acme/web:old"), ("proxy", "envoy:1")],
+            ),
+            workload(
+                Kind::CronJob,
+                "nightly",
+                &[("job", "127.0.0.1:5000/acme/web@sha256:aaa")],
+            ),
         ];
         let changes = deploy_all(&ws, REPO, "sha256:bbb");
         assert_eq!(changes.len(), 2);
-        assert!(changes.iter().all(|c| c.after == "127.0.0.1:5000/acme/web@sha256:bbb"));
+        assert!(
+            changes
+                .iter()
+                .all(|c| c.after == "127.0.0.1:5000/acme/web@sha256:bbb")
+        );
         assert!(!is_noop(&changes));
         assert_eq!(digests(&changes), ["sha256:bbb"]);
     }
 
     #[test]
     fn deploying_what_runs_is_a_noop() {
-        let ws = vec![workload(Kind::Deployment, "web", &[("web", "127.0.0.1:5000/acme/web@sha256:aaa")])];
+        let ws = vec![workload(
+            Kind::Deployment,
+            "web",
+            &[("web", "127.0.0.1:5000/acme/web@sha256:aaa")],
+        )];
         assert!(is_noop(&deploy_all(&ws, REPO, "sha256:aaa")));
     }
 
     #[test]
     fn exact_names_a_missing_container() {
-        let ws = vec![workload(Kind::Deployment, "web", &[("web", "127.0.0.1:5000/acme/web@sha256:aaa")])];
+        let ws = vec![workload(
+            Kind::Deployment,
+            "web",
+            &[("web", "127.0.0.1:5000/acme/web@sha256:aaa")],
+        )];
         let mut wanted = BTreeMap::new();
-        wanted.insert((WorkloadRef { kind: Kind::Deployment, name: "api".into() }, "api".into()), "x".into());
+        wanted.insert(
+            (
+                WorkloadRef {
+                    kind: Kind::Deployment,
+                    name: "api".into(),
+                },
+                "api".into(),
+            ),
+            "x".into(),
+        );
         let err = exact(&ws, REPO, &wanted).unwrap_err();
-        assert_eq!(err, "Deployment/api has no container `api` using 127.0.0.1:5000/acme/web in this environment");
+        assert_eq!(
+            err,
+            "Deployment/api has no container `api` using 127.0.0.1:5000/acme/web in this environment"
+        );
     }
 
     #[test]
     fn inverse_swaps_before_and_after() {
-        let ws = vec![workload(Kind::Deployment, "web", &[("web", "127.0.0.1:5000/acme/web@sha256:aaa")])];
+        let ws = vec![workload(
+            Kind::Deployment,
+            "web",
+            &[("web", "127.0.0.1:5000/acme/web@sha256:aaa")],
+        )];
         let changes = deploy_all(&ws, REPO, "sha256:bbb");
         let back = inverse(&changes);
         assert_eq!(back[0].after, "127.0.0.1:5000/acme/web@sha256:aaa");

@@ -15,7 +15,9 @@ use kube::Api;
 use serde::Deserialize;
 
 use crate::config::locate::{self, Seg};
-use crate::config::{FailurePolicy, HookConfig, HookLimits, parse_positive_duration, parse_quantity};
+use crate::config::{
+    FailurePolicy, HookConfig, HookLimits, parse_positive_duration, parse_quantity,
+};
 use crate::exit::{ExitCode, Failure};
 use crate::kube_client::EnvTarget;
 use crate::oci_modules::{ModuleRef, ModuleStore};
@@ -80,7 +82,9 @@ pub struct PolicyHook {
 impl PolicyHook {
     /// Whether the hook applies to a namespace with these labels.
     pub fn applies_to_namespace(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
-        self.namespaces.as_ref().is_none_or(|ns| ns.iter().any(|n| n == namespace))
+        self.namespaces
+            .as_ref()
+            .is_none_or(|ns| ns.iter().any(|n| n == namespace))
             && self
                 .namespace_selector
                 .as_ref()
@@ -106,26 +110,48 @@ impl PolicyHook {
 pub fn parse(origin: &str, text: &str) -> Result<Vec<PolicyHook>, String> {
     let at = |line: Option<usize>, field: &str, message: &str| {
         let line = line.map_or(String::new(), |l| format!(":{l}"));
-        let field = if field.is_empty() { String::new() } else { format!(" {field}:") };
+        let field = if field.is_empty() {
+            String::new()
+        } else {
+            format!(" {field}:")
+        };
         format!("{origin}{line}:{field} {message}")
     };
     let raw: RawPolicy = serde_yaml_ng::from_str(text).map_err(|e| {
         let (field, message) = crate::config::split_serde_message(&e.to_string());
         at(e.location().map(|l| l.line()), &field, &message)
     })?;
-    let err = |segments: &[Seg], message: String| at(locate::line_of(text, segments), &locate::display_path(segments), &message);
+    let err = |segments: &[Seg], message: String| {
+        at(
+            locate::line_of(text, segments),
+            &locate::display_path(segments),
+            &message,
+        )
+    };
     if raw.api_version != crate::config::API_VERSION {
-        return Err(err(&[Seg::Key("apiVersion")], format!("must be `{}`", crate::config::API_VERSION)));
+        return Err(err(
+            &[Seg::Key("apiVersion")],
+            format!("must be `{}`", crate::config::API_VERSION),
+        ));
     }
     if raw.kind != KIND {
-        return Err(err(&[Seg::Key("kind")], format!("must be `{KIND}`, found `{}`", raw.kind)));
+        return Err(err(
+            &[Seg::Key("kind")],
+            format!("must be `{KIND}`, found `{}`", raw.kind),
+        ));
     }
     let mut hooks = Vec::new();
     for (i, h) in raw.hooks.into_iter().enumerate() {
         let f = |field: &'static str| [Seg::Key("hooks"), Seg::Index(i), Seg::Key(field)];
         let module = ModuleRef::parse(&h.module).map_err(|e| err(&f("module"), e.to_string()))?;
         if module.digest().is_none() {
-            return Err(err(&f("module"), format!("`{}` must be pinned by digest: oci://…@sha256:<64 hex> (`kubectl release hooks push` prints it)", h.module)));
+            return Err(err(
+                &f("module"),
+                format!(
+                    "`{}` must be pinned by digest: oci://…@sha256:<64 hex> (`kubectl release hooks push` prints it)",
+                    h.module
+                ),
+            ));
         }
         let mut limits = HookLimits::default();
         if let Some(t) = &h.timeout {
@@ -147,7 +173,9 @@ pub fn parse(origin: &str, text: &str) -> Result<Vec<PolicyHook>, String> {
         hooks.push(PolicyHook {
             name: h.name,
             module,
-            phases: h.phases.unwrap_or_else(|| Phase::ALL.iter().copied().filter(|p| p.is_pre()).collect()),
+            phases: h
+                .phases
+                .unwrap_or_else(|| Phase::ALL.iter().copied().filter(|p| p.is_pre()).collect()),
             namespaces: h.namespaces,
             namespace_selector,
             failure_policy: h.failure_policy,
@@ -163,9 +191,16 @@ fn parse_selector(text: &str) -> Result<Vec<(String, String)>, String> {
     text.split(',')
         .map(|term| {
             term.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().trim_start_matches('=').to_string()))
+                .map(|(k, v)| {
+                    (
+                        k.trim().to_string(),
+                        v.trim().trim_start_matches('=').to_string(),
+                    )
+                })
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| format!("`{text}` is not a selector of the form key=value[,key=value]"))
+                .ok_or_else(|| {
+                    format!("`{text}` is not a selector of the form key=value[,key=value]")
+                })
         })
         .collect()
 }
@@ -173,7 +208,10 @@ fn parse_selector(text: &str) -> Result<Vec<(String, String)>, String> {
 /// The policy hooks that apply to `target`'s namespace. A cluster without a policy has an
 /// empty one; a malformed policy is a config error naming the cluster, the object and the field.
 pub async fn load_for(target: &EnvTarget) -> Result<Vec<PolicyHook>> {
-    let origin = format!("cluster of {} ({}): ConfigMap {NAMESPACE}/{CONFIGMAP} key {DATA_KEY}", target.env.name, target.server);
+    let origin = format!(
+        "cluster of {} ({}): ConfigMap {NAMESPACE}/{CONFIGMAP} key {DATA_KEY}",
+        target.env.name, target.server
+    );
     let api: Api<ConfigMap> = Api::namespaced(target.client.clone(), NAMESPACE);
     let cm = match api.get_opt(CONFIGMAP).await {
         Ok(Some(cm)) => cm,
@@ -185,9 +223,17 @@ pub async fn load_for(target: &EnvTarget) -> Result<Vec<PolicyHook>> {
             )
             .into());
         }
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read the cluster policy of {target}"))),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot read the cluster policy of {target}")));
+        }
     };
-    let text = cm.data.as_ref().and_then(|d| d.get(DATA_KEY)).cloned().unwrap_or_default();
+    let text = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(DATA_KEY))
+        .cloned()
+        .unwrap_or_default();
     let hooks = parse(&origin, &text).map_err(Failure::usage)?;
     if hooks.is_empty() {
         return Ok(hooks);
@@ -207,7 +253,10 @@ pub async fn load_for(target: &EnvTarget) -> Result<Vec<PolicyHook>> {
     } else {
         BTreeMap::new()
     };
-    Ok(hooks.into_iter().filter(|h| h.applies_to_namespace(&target.namespace, &labels)).collect())
+    Ok(hooks
+        .into_iter()
+        .filter(|h| h.applies_to_namespace(&target.namespace, &labels))
+        .collect())
 }
 
 /// Fetches (or takes from the cache) and verifies every policy hook's module. A registry
@@ -216,7 +265,13 @@ pub async fn fetch_modules(hooks: &[PolicyHook], store: &ModuleStore) -> Result<
     let mut configs = Vec::new();
     for hook in hooks {
         let fetched = store.fetch(&hook.module).await.map_err(|e| {
-            Failure::new(ExitCode::Denied, format!("cluster policy hook `{}`: {e}; the release is denied", hook.name))
+            Failure::new(
+                ExitCode::Denied,
+                format!(
+                    "cluster policy hook `{}`: {e}; the release is denied",
+                    hook.name
+                ),
+            )
         })?;
         configs.push(hook.to_hook_config(&fetched));
     }
@@ -235,9 +290,21 @@ mod tests {
 
     #[test]
     fn a_pinned_hook_parses_with_defaults() {
-        let module = format!("oci://127.0.0.1:5000/policies/labels@sha256:{}", "c".repeat(64));
-        let hooks = parse(ORIGIN, &doc(&format!("  - name: labels\n    module: {module}\n    namespaceSelector: tier=prod\n"))).unwrap();
-        assert_eq!(hooks[0].phases, [Phase::PreDeploy, Phase::PrePromote, Phase::PreRollback]);
+        let module = format!(
+            "oci://127.0.0.1:5000/policies/labels@sha256:{}",
+            "c".repeat(64)
+        );
+        let hooks = parse(
+            ORIGIN,
+            &doc(&format!(
+                "  - name: labels\n    module: {module}\n    namespaceSelector: tier=prod\n"
+            )),
+        )
+        .unwrap();
+        assert_eq!(
+            hooks[0].phases,
+            [Phase::PreDeploy, Phase::PrePromote, Phase::PreRollback]
+        );
         let prod = BTreeMap::from([("tier".to_string(), "prod".to_string())]);
         assert!(hooks[0].applies_to_namespace("web", &prod));
         assert!(!hooks[0].applies_to_namespace("web", &BTreeMap::new()));
@@ -245,16 +312,25 @@ mod tests {
 
     #[test]
     fn an_unpinned_module_is_refused_naming_cluster_object_and_field() {
-        let err = parse(ORIGIN, &doc("  - name: labels\n    module: oci://127.0.0.1:5000/policies/labels:v1\n")).unwrap_err();
+        let err = parse(
+            ORIGIN,
+            &doc("  - name: labels\n    module: oci://127.0.0.1:5000/policies/labels:v1\n"),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
-            format!("{ORIGIN}:5: hooks[0].module: `oci://127.0.0.1:5000/policies/labels:v1` must be pinned by digest: oci://…@sha256:<64 hex> (`kubectl release hooks push` prints it)")
+            format!(
+                "{ORIGIN}:5: hooks[0].module: `oci://127.0.0.1:5000/policies/labels:v1` must be pinned by digest: oci://…@sha256:<64 hex> (`kubectl release hooks push` prints it)"
+            )
         );
     }
 
     #[test]
     fn an_unknown_field_is_refused() {
         let err = parse(ORIGIN, &doc("  - name: labels\n    modul: x\n")).unwrap_err();
-        assert!(err.starts_with(&format!("{ORIGIN}:5: hooks[0]: unknown field `modul`")), "{err}");
+        assert!(
+            err.starts_with(&format!("{ORIGIN}:5: hooks[0]: unknown field `modul`")),
+            "{err}"
+        );
     }
 }

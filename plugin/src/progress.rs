@@ -35,14 +35,25 @@ impl Progress {
     pub fn line(&self, label: &str) -> Line {
         let bar = self.live.as_ref().map(|multi| {
             let bar = multi.add(ProgressBar::new_spinner());
-            let template = if std::env::var_os("NO_COLOR").is_some() { "{spinner} {prefix} {msg}" } else { "{spinner:.cyan} {prefix:.bold} {msg}" };
+            let template = if std::env::var_os("NO_COLOR").is_some() {
+                "{spinner} {prefix} {msg}"
+            } else {
+                "{spinner:.cyan} {prefix:.bold} {msg}"
+            };
             bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
             bar.set_prefix(label.to_string());
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        self.state.lock().unwrap().insert(label.to_string(), (String::new(), false));
-        Line { label: label.to_string(), bar, state: self.state.clone() }
+        self.state
+            .lock()
+            .unwrap()
+            .insert(label.to_string(), (String::new(), false));
+        Line {
+            label: label.to_string(),
+            bar,
+            state: self.state.clone(),
+        }
     }
 
     /// Labels whose line has not finished, for a timeout message.
@@ -52,7 +63,13 @@ impl Progress {
             .unwrap()
             .iter()
             .filter(|(_, (_, done))| !done)
-            .map(|(label, (msg, _))| if msg.is_empty() { label.clone() } else { format!("{label} ({msg})") })
+            .map(|(label, (msg, _))| {
+                if msg.is_empty() {
+                    label.clone()
+                } else {
+                    format!("{label} ({msg})")
+                }
+            })
             .collect()
     }
 
@@ -90,7 +107,10 @@ impl Line {
     }
 
     pub fn finish(&self, message: &str) {
-        self.state.lock().unwrap().insert(self.label.clone(), (message.to_string(), true));
+        self.state
+            .lock()
+            .unwrap()
+            .insert(self.label.clone(), (message.to_string(), true));
         match &self.bar {
             Some(bar) => bar.finish_with_message(message.to_string()),
             None => eprintln!("{}: {message}", self.label),

@@ -18,15 +18,25 @@ pub fn source_images(
 ) -> Result<BTreeMap<(WorkloadRef, String), String>, String> {
     let mut out = BTreeMap::new();
     for w in workloads {
-        if let RolloutState::Progressing(msg) | RolloutState::Failed(msg) = rollout_state(w.id.kind, &w.object) {
-            return Err(format!("{} is not fully rolled out ({msg}); wait for it, then promote", w.id));
+        if let RolloutState::Progressing(msg) | RolloutState::Failed(msg) =
+            rollout_state(w.id.kind, &w.object)
+        {
+            return Err(format!(
+                "{} is not fully rolled out ({msg}); wait for it, then promote",
+                w.id
+            ));
         }
         for c in w.app_containers(repository) {
             let image = if w.id.kind.has_rollout() {
                 let digests = pod_digests(w, pods, &c.name);
                 match digests.as_slice() {
                     [one] => pinned(repository, one),
-                    [] => return Err(format!("{} container {}: no running pod reports an image digest", w.id, c.name)),
+                    [] => {
+                        return Err(format!(
+                            "{} container {}: no running pod reports an image digest",
+                            w.id, c.name
+                        ));
+                    }
                     many => {
                         return Err(format!(
                             "{} container {}: pods disagree on the image ({}); promote once one image runs everywhere",
@@ -40,7 +50,12 @@ pub fn source_images(
                 // A CronJob has no pods to ask between runs: its spec must already pin a digest.
                 match ImageRef::parse(&c.image).digest {
                     Some(d) => pinned(repository, &d),
-                    None => return Err(format!("{} container {}: image {} is not pinned by digest", w.id, c.name, c.image)),
+                    None => {
+                        return Err(format!(
+                            "{} container {}: image {} is not pinned by digest",
+                            w.id, c.name, c.image
+                        ));
+                    }
                 }
             };
             out.insert((w.id.clone(), c.name), image);
@@ -98,21 +113,46 @@ mod tests {
 
     #[test]
     fn agreeing_pods_give_one_digest() {
-        let ws = vec![rolled_out(workload(Kind::Deployment, "web", &[("web", "r/web@sha256:a")]))];
-        let images = source_images(&ws, &[pod("web", "sha256:a"), pod("web", "sha256:a")], "r/web").unwrap();
+        let ws = vec![rolled_out(workload(
+            Kind::Deployment,
+            "web",
+            &[("web", "r/web@sha256:a")],
+        ))];
+        let images = source_images(
+            &ws,
+            &[pod("web", "sha256:a"), pod("web", "sha256:a")],
+            "r/web",
+        )
+        .unwrap();
         assert_eq!(images.values().collect::<Vec<_>>(), ["r/web@sha256:a"]);
     }
 
     #[test]
     fn disagreeing_pods_are_refused_naming_the_workload() {
-        let ws = vec![rolled_out(workload(Kind::Deployment, "web", &[("web", "r/web@sha256:a")]))];
-        let err = source_images(&ws, &[pod("web", "sha256:a"), pod("web", "sha256:b")], "r/web").unwrap_err();
-        assert!(err.starts_with("Deployment/web container web: pods disagree"), "{err}");
+        let ws = vec![rolled_out(workload(
+            Kind::Deployment,
+            "web",
+            &[("web", "r/web@sha256:a")],
+        ))];
+        let err = source_images(
+            &ws,
+            &[pod("web", "sha256:a"), pod("web", "sha256:b")],
+            "r/web",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("Deployment/web container web: pods disagree"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unfinished_rollout_is_refused() {
-        let ws = vec![workload(Kind::Deployment, "web", &[("web", "r/web@sha256:a")])];
+        let ws = [workload(
+            Kind::Deployment,
+            "web",
+            &[("web", "r/web@sha256:a")],
+        )];
         let mut w = ws[0].clone();
         w.object.metadata.generation = Some(2);
         let err = source_images(&[w], &[], "r/web").unwrap_err();

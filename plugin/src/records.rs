@@ -116,7 +116,7 @@ impl Records {
                     .ok()
             })
             .collect();
-        releases.sort_by(|a, b| b.revision.cmp(&a.revision));
+        releases.sort_by_key(|r| std::cmp::Reverse(r.revision));
         Ok(releases)
     }
 
@@ -129,11 +129,17 @@ impl Records {
     pub async fn write(&self, release: &Release, keep: usize) -> Result<()> {
         let name = names::record_name(&self.app, &self.env, release.revision);
         let labels = BTreeMap::from([
-            (names::LABEL_MANAGED_BY.to_string(), names::MANAGER.to_string()),
+            (
+                names::LABEL_MANAGED_BY.to_string(),
+                names::MANAGER.to_string(),
+            ),
             (names::LABEL_RECORD.to_string(), "true".to_string()),
             (names::LABEL_APP.to_string(), self.app.clone()),
             (names::LABEL_ENVIRONMENT.to_string(), self.env.clone()),
-            (names::LABEL_REVISION.to_string(), release.revision.to_string()),
+            (
+                names::LABEL_REVISION.to_string(),
+                release.revision.to_string(),
+            ),
         ]);
         let cm = ConfigMap {
             metadata: ObjectMeta {
@@ -141,11 +147,20 @@ impl Records {
                 labels: Some(labels),
                 ..Default::default()
             },
-            data: Some(BTreeMap::from([(DATA_KEY.to_string(), serde_json::to_string_pretty(release)?)])),
+            data: Some(BTreeMap::from([(
+                DATA_KEY.to_string(),
+                serde_json::to_string_pretty(release)?,
+            )])),
             ..Default::default()
         };
         self.api
-            .create(&PostParams { field_manager: Some(names::MANAGER.into()), ..Default::default() }, &cm)
+            .create(
+                &PostParams {
+                    field_manager: Some(names::MANAGER.into()),
+                    ..Default::default()
+                },
+                &cm,
+            )
             .await
             .with_context(|| format!("cannot write release record {name}"))?;
         self.prune(keep).await
@@ -188,12 +203,19 @@ mod tests {
             kind: ReleaseKind::Deploy,
             commit: None,
             containers: vec![ContainerChange {
-                workload: crate::workloads::WorkloadRef { kind: crate::workloads::Kind::Deployment, name: "web".into() },
+                workload: crate::workloads::WorkloadRef {
+                    kind: crate::workloads::Kind::Deployment,
+                    name: "web".into(),
+                },
                 container: "web".into(),
                 before: String::new(),
                 after: format!("r/web@{digest}"),
             }],
-            actor: Actor { user: "dev".into(), groups: vec![], verified: false },
+            actor: Actor {
+                user: "dev".into(),
+                groups: vec![],
+                verified: false,
+            },
             started_at: String::new(),
             finished_at: String::new(),
             outcome,
@@ -208,7 +230,13 @@ mod tests {
     #[test]
     fn next_revision_follows_the_newest() {
         assert_eq!(next_revision(&[]), 1);
-        assert_eq!(next_revision(&[release(7, Outcome::Failed, "a"), release(3, Outcome::Succeeded, "b")]), 8);
+        assert_eq!(
+            next_revision(&[
+                release(7, Outcome::Failed, "a"),
+                release(3, Outcome::Succeeded, "b")
+            ]),
+            8
+        );
     }
 
     #[test]

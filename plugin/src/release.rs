@@ -75,16 +75,27 @@ pub struct Report {
 
 impl Report {
     pub fn render(&self) -> String {
-        let commit = self.commit.as_ref().map_or(String::new(), |c| format!(" {}", c.short()));
+        let commit = self
+            .commit
+            .as_ref()
+            .map_or(String::new(), |c| format!(" {}", c.short()));
         let mut out = match self.outcome.as_str() {
-            "unchanged" => format!("{}{commit} already deployed to {}: nothing to do\n", self.app, self.environment),
-            "planned" => format!("plan: {:?} {}{commit} to {} (dry run, nothing changed)\n", self.kind, self.app, self.environment).to_lowercase(),
+            "unchanged" => format!(
+                "{}{commit} already deployed to {}: nothing to do\n",
+                self.app, self.environment
+            ),
+            "planned" => format!(
+                "plan: {:?} {}{commit} to {} (dry run, nothing changed)\n",
+                self.kind, self.app, self.environment
+            )
+            .to_lowercase(),
             outcome => format!(
                 "{} {}{commit} to {}: {outcome}{}\n",
                 format!("{:?}", self.kind).to_lowercase(),
                 self.app,
                 self.environment,
-                self.revision.map_or(String::new(), |r| format!(" (revision {r})"))
+                self.revision
+                    .map_or(String::new(), |r| format!(" (revision {r})"))
             ),
         };
         let rows: Vec<Vec<String>> = self
@@ -92,11 +103,19 @@ impl Report {
             .iter()
             .map(|c| {
                 let mark = if c.changes() { "~" } else { "=" };
-                vec![c.workload.to_string(), c.container.clone(), format!("{mark} {}", c.after), c.before.clone()]
+                vec![
+                    c.workload.to_string(),
+                    c.container.clone(),
+                    format!("{mark} {}", c.after),
+                    c.before.clone(),
+                ]
             })
             .collect();
         if !rows.is_empty() {
-            out.push_str(&output::table(&["WORKLOAD", "CONTAINER", "IMAGE", "BEFORE"], &rows));
+            out.push_str(&output::table(
+                &["WORKLOAD", "CONTAINER", "IMAGE", "BEFORE"],
+                &rows,
+            ));
         }
         if !self.hooks.is_empty() {
             out.push_str(&crate::gate::render_verdicts(&self.hooks));
@@ -113,7 +132,12 @@ impl Report {
 /// Failures come back as errors carrying their exit code. With `approval_wait`, a release that
 /// only lacks approvals waits — without holding the lock — for approvals to be recorded, and
 /// tries again until it may go or the time is up.
-pub async fn execute(ctx: &Context<'_>, intent: Intent, opts: &RolloutArgs, approval_wait: Option<std::time::Duration>) -> Result<ExitCode> {
+pub async fn execute(
+    ctx: &Context<'_>,
+    intent: Intent,
+    opts: &RolloutArgs,
+    approval_wait: Option<std::time::Duration>,
+) -> Result<ExitCode> {
     let (report, outcome) = run(ctx, intent, opts, approval_wait).await?;
     report.print(ctx.global.output)?;
     outcome.map_err(Into::into)
@@ -140,7 +164,16 @@ pub async fn run(
         let lock = if opts.dry_run {
             None
         } else {
-            Some(Lock::acquire(client, &target.namespace, &cfg.app, env, &holder_identity(&ctx.actor.user)).await?)
+            Some(
+                Lock::acquire(
+                    client,
+                    &target.namespace,
+                    &cfg.app,
+                    env,
+                    &holder_identity(&ctx.actor.user),
+                )
+                .await?,
+            )
         };
         let result = execute_locked(ctx, &intent, opts, &apis, &Progress::new()).await;
         if let Some(lock) = lock {
@@ -151,8 +184,16 @@ pub async fn run(
             && failure.code == ExitCode::WaitingForApproval
         {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            Progress::new().say(&format!("{}; waiting up to {} for approvals", failure.message, humantime::format_duration(round_secs(left))));
-            if !left.is_zero() && crate::approvals::Approvals::new(target, &cfg.app).wait_for_change(left).await {
+            Progress::new().say(&format!(
+                "{}; waiting up to {} for approvals",
+                failure.message,
+                humantime::format_duration(round_secs(left))
+            ));
+            if !left.is_zero()
+                && crate::approvals::Approvals::new(target, &cfg.app)
+                    .wait_for_change(left)
+                    .await
+            {
                 continue;
             }
         }
@@ -183,17 +224,26 @@ async fn execute_locked(
     let env = target.env.name.clone();
     let client = &target.client;
 
-    let found = workloads::discover(client, apis, &target.namespace, &cfg.image, cfg.workload_selector.as_deref())
-        .await
-        .with_context(|| format!("cannot list workloads in {target}"))?;
+    let found = workloads::discover(
+        client,
+        apis,
+        &target.namespace,
+        &cfg.image,
+        cfg.workload_selector.as_deref(),
+    )
+    .await
+    .with_context(|| format!("cannot list workloads in {target}"))?;
     if found.is_empty() {
-        return Ok((empty_report(cfg, intent, &env), Err(Failure::usage(format!(
-            "no Deployment, StatefulSet, DaemonSet or CronJob in namespace `{}` has a container from {}; \
+        return Ok((
+            empty_report(cfg, intent, &env),
+            Err(Failure::usage(format!(
+                "no Deployment, StatefulSet, DaemonSet or CronJob in namespace `{}` has a container from {}; \
              create the app's workloads there first (kubectl apply), or check `namespace` and `image` in {}",
-            target.namespace,
-            cfg.image,
-            cfg.path.display()
-        )))));
+                target.namespace,
+                cfg.image,
+                cfg.path.display()
+            ))),
+        ));
     }
     let changes = match &intent.wanted {
         Wanted::Digest(digest) => plan::deploy_all(&found, &cfg.image, digest),
@@ -225,7 +275,10 @@ async fn execute_locked(
     }
 
     // Pre-phase hooks decide before anything changes.
-    let (pre, approvals) = ctx.gate.pre_phase(intent, &report.changes, &found, &history, revision).await?;
+    let (pre, approvals) = ctx
+        .gate
+        .pre_phase(intent, &report.changes, &found, &history, revision)
+        .await?;
     report.hooks = pre.verdicts_json();
     report.approvals = crate::gate::valid_approvals(&approvals, &report.digests);
     if pre.denied() {
@@ -233,7 +286,13 @@ async fn execute_locked(
         // A denial only for want of approvals is not final: the release may go once they arrive.
         let failure = if crate::gate::only_missing_approvals(&pre) {
             report.outcome = "waiting-for-approval".into();
-            Failure::new(ExitCode::WaitingForApproval, format!("waiting for approval: {}", crate::gate::approval_messages(&pre)))
+            Failure::new(
+                ExitCode::WaitingForApproval,
+                format!(
+                    "waiting for approval: {}",
+                    crate::gate::approval_messages(&pre)
+                ),
+            )
         } else {
             report.outcome = "denied".into();
             Failure::new(ExitCode::Denied, pre.render())
@@ -252,9 +311,31 @@ async fn execute_locked(
         image_tag: intent.image_tag.clone(),
         environment: env.clone(),
     };
-    let applied = rollout::apply(client, apis, &target.namespace, &found, &report.changes, &stamp, true).await?;
-    progress.say(&format!("{} {} to {env}: revision {revision}, waiting for the rollout", verb(intent.kind), cfg.app));
-    let waited = rollout::wait_all(client, apis, &target.namespace, &applied, &new_images(&report.changes), opts.timeout, progress).await;
+    let applied = rollout::apply(
+        client,
+        apis,
+        &target.namespace,
+        &found,
+        &report.changes,
+        &stamp,
+        true,
+    )
+    .await?;
+    progress.say(&format!(
+        "{} {} to {env}: revision {revision}, waiting for the rollout",
+        verb(intent.kind),
+        cfg.app
+    ));
+    let waited = rollout::wait_all(
+        client,
+        apis,
+        &target.namespace,
+        &applied,
+        &new_images(&report.changes),
+        opts.timeout,
+        progress,
+    )
+    .await;
 
     let mut release = Release {
         revision,
@@ -277,10 +358,17 @@ async fn execute_locked(
 
     if let Err(failure) = waited {
         let (code, what) = match &failure {
-            WaitFailure::Failed { workload, reason } => (ExitCode::RolloutFailed, format!("{workload} failed: {reason}")),
+            WaitFailure::Failed { workload, reason } => (
+                ExitCode::RolloutFailed,
+                format!("{workload} failed: {reason}"),
+            ),
             WaitFailure::TimedOut { pending } => (
                 ExitCode::TimedOut,
-                format!("timed out after {} waiting for {}", humantime::format_duration(opts.timeout), pending.join(", ")),
+                format!(
+                    "timed out after {} waiting for {}",
+                    humantime::format_duration(opts.timeout),
+                    pending.join(", ")
+                ),
             ),
         };
         let atomic = cfg.atomic_for(&target.env, opts.atomic);
@@ -295,8 +383,27 @@ async fn execute_locked(
                 environment: env.clone(),
             };
             let undo_progress = Progress::new();
-            let reverted = rollout::apply(client, apis, &target.namespace, &applied, &back, &undo_stamp, false).await?;
-            match rollout::wait_all(client, apis, &target.namespace, &reverted, &new_images(&back), opts.timeout, &undo_progress).await {
+            let reverted = rollout::apply(
+                client,
+                apis,
+                &target.namespace,
+                &applied,
+                &back,
+                &undo_stamp,
+                false,
+            )
+            .await?;
+            match rollout::wait_all(
+                client,
+                apis,
+                &target.namespace,
+                &reverted,
+                &new_images(&back),
+                opts.timeout,
+                &undo_progress,
+            )
+            .await
+            {
                 Ok(()) => {
                     release.outcome = Outcome::RolledBack;
                     "rolled back: the previous images are running again".to_string()
@@ -313,15 +420,30 @@ async fn execute_locked(
         release.message = format!("{what}; {undo_note}");
         release.finished_at = jiff::Timestamp::now().to_string();
         records.write(&release, cfg.history_limit).await?;
-        report.outcome = if code == ExitCode::TimedOut && release.outcome != Outcome::RolledBack { "timed-out".into() } else { release.outcome.to_string() };
+        report.outcome = if code == ExitCode::TimedOut && release.outcome != Outcome::RolledBack {
+            "timed-out".into()
+        } else {
+            release.outcome.to_string()
+        };
         report.message = release.message.clone();
-        let failure = Failure::new(code, format!("{} {} to {env} revision {revision}: {}", verb(intent.kind), cfg.app, release.message));
+        let failure = Failure::new(
+            code,
+            format!(
+                "{} {} to {env} revision {revision}: {}",
+                verb(intent.kind),
+                cfg.app,
+                release.message
+            ),
+        );
         return Ok((report, Err(failure)));
     }
 
     release.finished_at = jiff::Timestamp::now().to_string();
     // Post-deploy hooks report; they cannot undo what is done.
-    let (post, _) = ctx.gate.post_deploy(intent, &report.changes, &applied, &history, revision).await?;
+    let (post, _) = ctx
+        .gate
+        .post_deploy(intent, &report.changes, &applied, &history, revision)
+        .await?;
     release.hooks.extend(post.verdicts_json());
     records.write(&release, cfg.history_limit).await?;
     report.hooks = release.hooks.clone();
@@ -358,7 +480,9 @@ fn verb(kind: ReleaseKind) -> &'static str {
 fn new_images(changes: &[ContainerChange]) -> BTreeMap<WorkloadRef, Vec<String>> {
     let mut map: BTreeMap<WorkloadRef, Vec<String>> = BTreeMap::new();
     for c in changes {
-        map.entry(c.workload.clone()).or_default().push(c.after.clone());
+        map.entry(c.workload.clone())
+            .or_default()
+            .push(c.after.clone());
     }
     map
 }
@@ -368,7 +492,13 @@ pub async fn live_workloads(cfg: &ReleaseConfig, target: &EnvTarget) -> Result<V
     let apis = ServerApis::discover(&target.client)
         .await
         .with_context(|| format!("cannot reach the API server of {target}"))?;
-    workloads::discover(&target.client, &apis, &target.namespace, &cfg.image, cfg.workload_selector.as_deref())
-        .await
-        .with_context(|| format!("cannot list workloads in {target}"))
+    workloads::discover(
+        &target.client,
+        &apis,
+        &target.namespace,
+        &cfg.image,
+        cfg.workload_selector.as_deref(),
+    )
+    .await
+    .with_context(|| format!("cannot list workloads in {target}"))
 }

@@ -7,7 +7,7 @@
 //! Waiting is watch-driven: one watch on the workload and one on its pods, evaluated on every
 //! event, never a sleep loop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -30,26 +30,50 @@ pub struct Stamp {
 }
 
 /// The strategic merge patch that sets `changes`' images on one workload.
-pub fn image_patch(kind: Kind, resource_version: Option<&str>, changes: &[&ContainerChange], init: &[String], stamp: &Stamp) -> Value {
+pub fn image_patch(
+    kind: Kind,
+    resource_version: Option<&str>,
+    changes: &[&ContainerChange],
+    init: &[String],
+    stamp: &Stamp,
+) -> Value {
     let entry = |c: &&ContainerChange| json!({"name": c.container, "image": c.after});
     let (inits, mains): (Vec<&&ContainerChange>, Vec<&&ContainerChange>) =
         changes.iter().partition(|c| init.contains(&c.container));
     let mut pod_spec = serde_json::Map::new();
     if !mains.is_empty() {
-        pod_spec.insert("containers".into(), Value::Array(mains.into_iter().map(entry).collect()));
+        pod_spec.insert(
+            "containers".into(),
+            Value::Array(mains.into_iter().map(entry).collect()),
+        );
     }
     if !inits.is_empty() {
-        pod_spec.insert("initContainers".into(), Value::Array(inits.into_iter().map(entry).collect()));
+        pod_spec.insert(
+            "initContainers".into(),
+            Value::Array(inits.into_iter().map(entry).collect()),
+        );
     }
     let mut spec = Value::Object(pod_spec);
     for key in kind.pod_spec_path().iter().rev() {
         spec = json!({ *key: spec });
     }
     let mut annotations = serde_json::Map::new();
-    annotations.insert(crate::names::ANNOTATION_REVISION.into(), stamp.revision.to_string().into());
-    annotations.insert(crate::names::ANNOTATION_ENVIRONMENT.into(), stamp.environment.clone().into());
-    annotations.insert(crate::names::ANNOTATION_COMMIT.into(), stamp.commit.clone().map_or(Value::Null, Value::from));
-    annotations.insert(crate::names::ANNOTATION_IMAGE_TAG.into(), stamp.image_tag.clone().map_or(Value::Null, Value::from));
+    annotations.insert(
+        crate::names::ANNOTATION_REVISION.into(),
+        stamp.revision.to_string().into(),
+    );
+    annotations.insert(
+        crate::names::ANNOTATION_ENVIRONMENT.into(),
+        stamp.environment.clone().into(),
+    );
+    annotations.insert(
+        crate::names::ANNOTATION_COMMIT.into(),
+        stamp.commit.clone().map_or(Value::Null, Value::from),
+    );
+    annotations.insert(
+        crate::names::ANNOTATION_IMAGE_TAG.into(),
+        stamp.image_tag.clone().map_or(Value::Null, Value::from),
+    );
     spec["metadata"] = json!({ "annotations": annotations });
     if let Some(rv) = resource_version {
         spec["metadata"]["resourceVersion"] = rv.into();
@@ -69,12 +93,26 @@ pub async fn apply(
     check_version: bool,
 ) -> anyhow::Result<Vec<Workload>> {
     let by_workload = crate::plan::by_workload(changes);
-    let params = PatchParams { field_manager: Some(crate::names::MANAGER.into()), ..Default::default() };
+    let params = PatchParams {
+        field_manager: Some(crate::names::MANAGER.into()),
+        ..Default::default()
+    };
     let mut patched = Vec::new();
     for w in workloads {
-        let Some(mine) = by_workload.get(&w.id) else { continue };
-        let init: Vec<String> = w.containers().into_iter().filter(|c| c.init).map(|c| c.name).collect();
-        let rv = if check_version { w.resource_version() } else { None };
+        let Some(mine) = by_workload.get(&w.id) else {
+            continue;
+        };
+        let init: Vec<String> = w
+            .containers()
+            .into_iter()
+            .filter(|c| c.init)
+            .map(|c| c.name)
+            .collect();
+        let rv = if check_version {
+            w.resource_version()
+        } else {
+            None
+        };
         let patch = image_patch(w.id.kind, rv, mine, &init, stamp);
         let api = apis.api(client, namespace, w.id.kind);
         let object = api
@@ -87,7 +125,10 @@ pub async fn apply(
                 ),
                 e => anyhow::Error::new(e).context(format!("cannot patch {}", w.id)),
             })?;
-        patched.push(Workload { id: w.id.clone(), object });
+        patched.push(Workload {
+            id: w.id.clone(),
+            object,
+        });
     }
     Ok(patched)
 }
@@ -115,14 +156,26 @@ pub fn rollout_state(kind: Kind, object: &DynamicObject) -> RolloutState {
     }
     match kind {
         Kind::Deployment => {
-            let conditions = data.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-            if let Some(c) = conditions.iter().find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded") {
+            let conditions = data
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(c) = conditions
+                .iter()
+                .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
+            {
                 return RolloutState::Failed(format!(
                     "ProgressDeadlineExceeded: {}",
-                    c["message"].as_str().unwrap_or("the rollout made no progress in time")
+                    c["message"]
+                        .as_str()
+                        .unwrap_or("the rollout made no progress in time")
                 ));
             }
-            let want = data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let want = data
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             let (updated, total, available) = (
                 int(data, "/status/updatedReplicas"),
                 int(data, "/status/replicas"),
@@ -131,13 +184,23 @@ pub fn rollout_state(kind: Kind, object: &DynamicObject) -> RolloutState {
             if updated >= want && total == updated && available >= want {
                 RolloutState::Complete
             } else {
-                RolloutState::Progressing(format!("{updated}/{want} updated, {available} available, {} old", (total - updated).max(0)))
+                RolloutState::Progressing(format!(
+                    "{updated}/{want} updated, {available} available, {} old",
+                    (total - updated).max(0)
+                ))
             }
         }
         Kind::StatefulSet => {
-            let want = data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-            let (updated, ready) = (int(data, "/status/updatedReplicas"), int(data, "/status/readyReplicas"));
-            let revisions_agree = data.pointer("/status/updateRevision") == data.pointer("/status/currentRevision");
+            let want = data
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let (updated, ready) = (
+                int(data, "/status/updatedReplicas"),
+                int(data, "/status/readyReplicas"),
+            );
+            let revisions_agree =
+                data.pointer("/status/updateRevision") == data.pointer("/status/currentRevision");
             if updated >= want && ready >= want && revisions_agree {
                 RolloutState::Complete
             } else {
@@ -146,11 +209,16 @@ pub fn rollout_state(kind: Kind, object: &DynamicObject) -> RolloutState {
         }
         Kind::DaemonSet => {
             let want = int(data, "/status/desiredNumberScheduled");
-            let (updated, available) = (int(data, "/status/updatedNumberScheduled"), int(data, "/status/numberAvailable"));
+            let (updated, available) = (
+                int(data, "/status/updatedNumberScheduled"),
+                int(data, "/status/numberAvailable"),
+            );
             if updated >= want && available >= want {
                 RolloutState::Complete
             } else {
-                RolloutState::Progressing(format!("{updated}/{want} updated, {available} available"))
+                RolloutState::Progressing(format!(
+                    "{updated}/{want} updated, {available} available"
+                ))
             }
         }
         Kind::CronJob => RolloutState::Complete,
@@ -158,13 +226,23 @@ pub fn rollout_state(kind: Kind, object: &DynamicObject) -> RolloutState {
 }
 
 /// Reasons a new pod will not come up by itself: fail fast instead of waiting for the deadline.
-const FATAL_WAITING_REASONS: [&str; 5] = ["ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError"];
+const FATAL_WAITING_REASONS: [&str; 5] = [
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CrashLoopBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+];
 
 /// A pod running one of `images` that is stuck for good, with the container and reason.
 pub fn stuck_container(pod: &Pod, images: &[String]) -> Option<(String, String, String)> {
     let spec = pod.spec.as_ref()?;
     let status = pod.status.as_ref()?;
-    let statuses = status.container_statuses.iter().flatten().chain(status.init_container_statuses.iter().flatten());
+    let statuses = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten());
     for cs in statuses {
         let spec_image = spec
             .containers
@@ -178,7 +256,11 @@ pub fn stuck_container(pod: &Pod, images: &[String]) -> Option<(String, String, 
         if let Some(waiting) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
             let reason = waiting.reason.clone().unwrap_or_default();
             if FATAL_WAITING_REASONS.contains(&reason.as_str()) {
-                return Some((cs.name.clone(), reason, waiting.message.clone().unwrap_or_default()));
+                return Some((
+                    cs.name.clone(),
+                    reason,
+                    waiting.message.clone().unwrap_or_default(),
+                ));
             }
         }
     }
@@ -189,7 +271,10 @@ pub fn stuck_container(pod: &Pod, images: &[String]) -> Option<(String, String, 
 #[derive(Debug, Clone)]
 pub enum WaitFailure {
     /// A pod is stuck or the controller gave up: the release failed.
-    Failed { workload: WorkloadRef, reason: String },
+    Failed {
+        workload: WorkloadRef,
+        reason: String,
+    },
     /// The deadline passed first.
     TimedOut { pending: Vec<String> },
 }
@@ -204,22 +289,30 @@ pub async fn wait_all(
     timeout: Duration,
     progress: &Progress,
 ) -> Result<(), WaitFailure> {
-    let waits = workloads.iter().filter(|w| w.id.kind.has_rollout()).map(|w| {
-        let images = new_images.get(&w.id).cloned().unwrap_or_default();
-        let line = progress.line(&w.id.to_string());
-        async move {
-            let result = wait_one(client, apis, namespace, w, &images, &line).await;
-            match &result {
-                Ok(()) => line.finish("rolled out"),
-                Err(reason) => line.finish(&format!("FAILED: {reason}")),
+    let waits = workloads
+        .iter()
+        .filter(|w| w.id.kind.has_rollout())
+        .map(|w| {
+            let images = new_images.get(&w.id).cloned().unwrap_or_default();
+            let line = progress.line(&w.id.to_string());
+            async move {
+                let result = wait_one(client, apis, namespace, w, &images, &line).await;
+                match &result {
+                    Ok(()) => line.finish("rolled out"),
+                    Err(reason) => line.finish(&format!("FAILED: {reason}")),
+                }
+                result.map_err(|reason| WaitFailure::Failed {
+                    workload: w.id.clone(),
+                    reason,
+                })
             }
-            result.map_err(|reason| WaitFailure::Failed { workload: w.id.clone(), reason })
-        }
-    });
+        });
     let all = futures::future::try_join_all(waits);
     match tokio::time::timeout(timeout, all).await {
         Ok(result) => result.map(|_| ()),
-        Err(_) => Err(WaitFailure::TimedOut { pending: progress.unfinished() }),
+        Err(_) => Err(WaitFailure::TimedOut {
+            pending: progress.unfinished(),
+        }),
     }
 }
 
@@ -233,36 +326,44 @@ async fn wait_one(
     line: &crate::progress::Line,
 ) -> Result<(), String> {
     let api = apis.api(client, namespace, workload.id.kind);
-    let objects = watcher::watcher(api, watcher::Config::default().fields(&format!("metadata.name={}", workload.id.name)))
-        .map_ok(Change::Workload)
-        .boxed();
+    let objects = watcher::watcher(
+        api,
+        watcher::Config::default().fields(&format!("metadata.name={}", workload.id.name)),
+    )
+    .map_ok(|e| Change::Workload(Box::new(e)))
+    .boxed();
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pod_config = match workload.pod_selector() {
         Some(selector) => watcher::Config::default().labels(&selector),
         None => watcher::Config::default(),
     };
-    let pods = watcher::watcher(pods_api.clone(), pod_config).map_ok(Change::Pod).boxed();
+    let pods = watcher::watcher(pods_api.clone(), pod_config)
+        .map_ok(|e| Change::Pod(Box::new(e)))
+        .boxed();
     let mut events = futures::stream::select(objects, pods);
-    let mut known_pods: HashMap<String, Pod> = HashMap::new();
     while let Some(event) = events.next().await {
         match event {
-            Ok(Change::Workload(Event::Apply(obj) | Event::InitApply(obj))) => match rollout_state(workload.id.kind, &obj) {
-                RolloutState::Complete => return Ok(()),
-                RolloutState::Failed(reason) => return Err(reason),
-                RolloutState::Progressing(msg) => line.set(&msg),
+            Ok(Change::Workload(event)) => match *event {
+                Event::Apply(obj) | Event::InitApply(obj) => {
+                    match rollout_state(workload.id.kind, &obj) {
+                        RolloutState::Complete => return Ok(()),
+                        RolloutState::Failed(reason) => return Err(reason),
+                        RolloutState::Progressing(msg) => line.set(&msg),
+                    }
+                }
+                _ => {}
             },
-            Ok(Change::Pod(Event::Apply(pod) | Event::InitApply(pod))) => {
-                if let Some((container, reason, message)) = stuck_container(&pod, images) {
+            Ok(Change::Pod(event)) => {
+                if let Event::Apply(pod) | Event::InitApply(pod) = *event
+                    && let Some((container, reason, message)) = stuck_container(&pod, images)
+                {
                     let name = pod.metadata.name.clone().unwrap_or_default();
                     let logs = last_log_lines(&pods_api, &name, &container).await;
-                    return Err(format!("pod {name} container {container}: {reason}: {message}{logs}"));
+                    return Err(format!(
+                        "pod {name} container {container}: {reason}: {message}{logs}"
+                    ));
                 }
-                known_pods.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
             }
-            Ok(Change::Pod(Event::Delete(pod))) => {
-                known_pods.remove(&pod.metadata.name.clone().unwrap_or_default());
-            }
-            Ok(_) => {}
             // Watch errors are retried by the watcher; say so only in logs.
             Err(e) => tracing::debug!(workload = %workload.id, "watch error (retrying): {e}"),
         }
@@ -271,15 +372,22 @@ async fn wait_one(
 }
 
 enum Change {
-    Workload(Event<DynamicObject>),
-    Pod(Event<Pod>),
+    Workload(Box<Event<DynamicObject>>),
+    Pod(Box<Event<Pod>>),
 }
 
 /// The last lines of a failing container's log, when the server can give them.
 async fn last_log_lines(api: &Api<Pod>, pod: &str, container: &str) -> String {
-    let params = LogParams { container: Some(container.into()), tail_lines: Some(5), ..Default::default() };
+    let params = LogParams {
+        container: Some(container.into()),
+        tail_lines: Some(5),
+        ..Default::default()
+    };
     match tokio::time::timeout(Duration::from_secs(3), api.logs(pod, &params)).await {
-        Ok(Ok(text)) if !text.trim().is_empty() => format!("\n  last log lines:\n    {}", text.trim().replace('\n', "\n    ")),
+        Ok(Ok(text)) if !text.trim().is_empty() => format!(
+            "\n  last log lines:\n    {}",
+            text.trim().replace('\n', "\n    ")
+        ),
         _ => String::new(),
     }
 }
@@ -289,7 +397,12 @@ mod tests {
     use super::*;
     use crate::workloads::fixtures::workload;
 
-    fn with_status(kind: Kind, generation: i64, spec_replicas: i64, status: Value) -> DynamicObject {
+    fn with_status(
+        kind: Kind,
+        generation: i64,
+        spec_replicas: i64,
+        status: Value,
+    ) -> DynamicObject {
         let mut w = workload(kind, "web", &[("web", "r/web@sha256:a")]).object;
         w.metadata.generation = Some(generation);
         w.data["spec"]["replicas"] = spec_replicas.into();
@@ -300,9 +413,18 @@ mod tests {
     #[test]
     fn deployment_is_complete_only_after_the_new_generation_is_observed() {
         let done = json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3});
-        assert_eq!(rollout_state(Kind::Deployment, &with_status(Kind::Deployment, 2, 3, done.clone())), RolloutState::Complete);
+        assert_eq!(
+            rollout_state(
+                Kind::Deployment,
+                &with_status(Kind::Deployment, 2, 3, done.clone())
+            ),
+            RolloutState::Complete
+        );
         // Right after a patch the status still shows the old, completed rollout.
-        assert!(matches!(rollout_state(Kind::Deployment, &with_status(Kind::Deployment, 3, 3, done)), RolloutState::Progressing(_)));
+        assert!(matches!(
+            rollout_state(Kind::Deployment, &with_status(Kind::Deployment, 3, 3, done)),
+            RolloutState::Progressing(_)
+        ));
     }
 
     #[test]
@@ -317,31 +439,57 @@ mod tests {
     #[test]
     fn progress_deadline_exceeded_fails() {
         let s = json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"web-1\" has timed out progressing."}]});
-        assert!(matches!(rollout_state(Kind::Deployment, &with_status(Kind::Deployment, 2, 3, s)), RolloutState::Failed(m) if m.contains("ProgressDeadlineExceeded")));
+        assert!(
+            matches!(rollout_state(Kind::Deployment, &with_status(Kind::Deployment, 2, 3, s)), RolloutState::Failed(m) if m.contains("ProgressDeadlineExceeded"))
+        );
     }
 
     #[test]
     fn statefulset_waits_for_revisions_to_agree() {
         let s = json!({"observedGeneration": 1, "updatedReplicas": 2, "readyReplicas": 2, "currentRevision": "a", "updateRevision": "b"});
-        assert!(matches!(rollout_state(Kind::StatefulSet, &with_status(Kind::StatefulSet, 1, 2, s)), RolloutState::Progressing(_)));
+        assert!(matches!(
+            rollout_state(Kind::StatefulSet, &with_status(Kind::StatefulSet, 1, 2, s)),
+            RolloutState::Progressing(_)
+        ));
         let s = json!({"observedGeneration": 1, "updatedReplicas": 2, "readyReplicas": 2, "currentRevision": "b", "updateRevision": "b"});
-        assert_eq!(rollout_state(Kind::StatefulSet, &with_status(Kind::StatefulSet, 1, 2, s)), RolloutState::Complete);
+        assert_eq!(
+            rollout_state(Kind::StatefulSet, &with_status(Kind::StatefulSet, 1, 2, s)),
+            RolloutState::Complete
+        );
     }
 
     #[test]
     fn patch_touches_only_images_and_our_annotations() {
         let change = ContainerChange {
-            workload: WorkloadRef { kind: Kind::CronJob, name: "nightly".into() },
+            workload: WorkloadRef {
+                kind: Kind::CronJob,
+                name: "nightly".into(),
+            },
             container: "job".into(),
             before: "r/web:old".into(),
             after: "r/web@sha256:b".into(),
         };
-        let stamp = Stamp { revision: 4, commit: Some("c".repeat(40)), image_tag: Some("r/web:cc".into()), environment: "qa".into() };
+        let stamp = Stamp {
+            revision: 4,
+            commit: Some("c".repeat(40)),
+            image_tag: Some("r/web:cc".into()),
+            environment: "qa".into(),
+        };
         let patch = image_patch(Kind::CronJob, Some("42"), &[&change], &[], &stamp);
-        assert_eq!(patch["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"], json!([{"name": "job", "image": "r/web@sha256:b"}]));
+        assert_eq!(
+            patch["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "job", "image": "r/web@sha256:b"}])
+        );
         assert_eq!(patch["metadata"]["resourceVersion"], "42");
-        assert_eq!(patch["metadata"]["annotations"]["kubectl-release.io/revision"], "4");
-        assert_eq!(patch.as_object().unwrap().len(), 2, "only spec and metadata: {patch}");
+        assert_eq!(
+            patch["metadata"]["annotations"]["kubectl-release.io/revision"],
+            "4"
+        );
+        assert_eq!(
+            patch.as_object().unwrap().len(),
+            2,
+            "only spec and metadata: {patch}"
+        );
     }
 
     #[test]
@@ -355,7 +503,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             stuck_container(&pod, &["r/web@sha256:b".into()]),
-            Some(("web".into(), "CrashLoopBackOff".into(), "back-off 10s".into()))
+            Some((
+                "web".into(),
+                "CrashLoopBackOff".into(),
+                "back-off 10s".into()
+            ))
         );
         // An old pod failing is not this release's problem.
         assert_eq!(stuck_container(&pod, &["r/web@sha256:c".into()]), None);

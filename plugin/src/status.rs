@@ -37,18 +37,35 @@ pub fn readiness(workload: &Workload) -> (i64, i64) {
     let d = &workload.object.data;
     let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
     match workload.id.kind {
-        Kind::Deployment | Kind::StatefulSet => (n("/status/readyReplicas"), d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)),
-        Kind::DaemonSet => (n("/status/numberReady"), n("/status/desiredNumberScheduled")),
+        Kind::Deployment | Kind::StatefulSet => (
+            n("/status/readyReplicas"),
+            d.pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
+        ),
+        Kind::DaemonSet => (
+            n("/status/numberReady"),
+            n("/status/desiredNumberScheduled"),
+        ),
         Kind::CronJob => (0, 0),
     }
 }
 
-pub fn env_status(environment: &str, namespace: &str, repository: &str, live: &[Workload], newest: Option<&Release>) -> EnvStatus {
+pub fn env_status(
+    environment: &str,
+    namespace: &str,
+    repository: &str,
+    live: &[Workload],
+    newest: Option<&Release>,
+) -> EnvStatus {
     let current = workloads::current_images(live, repository);
     let mut images: Vec<String> = current.values().cloned().collect();
     images.sort();
     images.dedup();
-    let (ready, desired) = live.iter().map(readiness).fold((0, 0), |(r, d), (a, b)| (r + a, d + b));
+    let (ready, desired) = live
+        .iter()
+        .map(readiness)
+        .fold((0, 0), |(r, d), (a, b)| (r + a, d + b));
 
     let mut drift_details = Vec::new();
     if let Some(record) = newest {
@@ -56,8 +73,13 @@ pub fn env_status(environment: &str, namespace: &str, repository: &str, live: &[
         for ((workload, container), image) in &current {
             match recorded.get(&(workload.clone(), container.clone())) {
                 Some(want) if want == image => {}
-                Some(want) => drift_details.push(format!("{workload} {container}: runs {image}, recorded {want}")),
-                None => drift_details.push(format!("{workload} {container}: not in revision {}", record.revision)),
+                Some(want) => drift_details.push(format!(
+                    "{workload} {container}: runs {image}, recorded {want}"
+                )),
+                None => drift_details.push(format!(
+                    "{workload} {container}: not in revision {}",
+                    record.revision
+                )),
             }
         }
         for (workload, container) in recorded.keys() {
@@ -114,12 +136,19 @@ mod tests {
             kind: ReleaseKind::Deploy,
             commit: None,
             containers: vec![ContainerChange {
-                workload: WorkloadRef { kind: Kind::Deployment, name: "web".into() },
+                workload: WorkloadRef {
+                    kind: Kind::Deployment,
+                    name: "web".into(),
+                },
                 container: "web".into(),
                 before: String::new(),
                 after: image.into(),
             }],
-            actor: Actor { user: "dev".into(), groups: vec![], verified: false },
+            actor: Actor {
+                user: "dev".into(),
+                groups: vec![],
+                verified: false,
+            },
             started_at: String::new(),
             finished_at: String::new(),
             outcome: Outcome::Succeeded,
@@ -133,7 +162,11 @@ mod tests {
 
     #[test]
     fn no_drift_when_live_matches_the_record() {
-        let live = vec![workload(Kind::Deployment, "web", &[("web", "r/web@sha256:a")])];
+        let live = vec![workload(
+            Kind::Deployment,
+            "web",
+            &[("web", "r/web@sha256:a")],
+        )];
         let s = env_status("qa", "ns", REPO, &live, Some(&record("r/web@sha256:a")));
         assert!(!s.drift, "{:?}", s.drift_details);
         assert_eq!(s.revision, Some(3));
@@ -141,9 +174,16 @@ mod tests {
 
     #[test]
     fn hand_edited_image_is_drift() {
-        let live = vec![workload(Kind::Deployment, "web", &[("web", "r/web:hotfix")])];
+        let live = vec![workload(
+            Kind::Deployment,
+            "web",
+            &[("web", "r/web:hotfix")],
+        )];
         let s = env_status("qa", "ns", REPO, &live, Some(&record("r/web@sha256:a")));
         assert!(s.drift);
-        assert_eq!(s.drift_details, ["Deployment/web web: runs r/web:hotfix, recorded r/web@sha256:a"]);
+        assert_eq!(
+            s.drift_details,
+            ["Deployment/web web: runs r/web:hotfix, recorded r/web@sha256:a"]
+        );
     }
 }

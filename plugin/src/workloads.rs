@@ -22,7 +22,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet, Kind::CronJob];
+    pub const ALL: [Kind; 4] = [
+        Kind::Deployment,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
+        Kind::CronJob,
+    ];
 
     /// The API resource; CronJobs are `batch/v1` from Kubernetes 1.21 and `batch/v1beta1` before.
     pub fn api_resource(self, cronjob_version: &str) -> ApiResource {
@@ -94,7 +99,9 @@ impl Workload {
     }
 
     pub fn containers(&self) -> Vec<Container> {
-        let Some(spec) = self.pod_spec() else { return Vec::new() };
+        let Some(spec) = self.pod_spec() else {
+            return Vec::new();
+        };
         let list = |field: &str, init: bool| {
             spec.get(field)
                 .and_then(Value::as_array)
@@ -108,7 +115,9 @@ impl Workload {
                     })
                 })
         };
-        list("initContainers", true).chain(list("containers", false)).collect()
+        list("initContainers", true)
+            .chain(list("containers", false))
+            .collect()
     }
 
     /// The containers whose image is from `repository`.
@@ -120,7 +129,12 @@ impl Workload {
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.object.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+        self.object
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
     }
 
     pub fn resource_version(&self) -> Option<&str> {
@@ -129,7 +143,11 @@ impl Workload {
 
     /// The pod label selector (`spec.selector.matchLabels`) as a selector string.
     pub fn pod_selector(&self) -> Option<String> {
-        let labels = self.object.data.pointer("/spec/selector/matchLabels")?.as_object()?;
+        let labels = self
+            .object
+            .data
+            .pointer("/spec/selector/matchLabels")?
+            .as_object()?;
         let parts: Vec<String> = labels
             .iter()
             .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
@@ -155,7 +173,11 @@ impl ServerApis {
     }
 
     pub fn api(&self, client: &kube::Client, namespace: &str, kind: Kind) -> Api<DynamicObject> {
-        Api::namespaced_with(client.clone(), namespace, &kind.api_resource(self.cronjob_version))
+        Api::namespaced_with(
+            client.clone(),
+            namespace,
+            &kind.api_resource(self.cronjob_version),
+        )
     }
 }
 
@@ -198,7 +220,10 @@ pub async fn discover(
 }
 
 /// The app's containers of every workload: `(workload, container) → image`.
-pub fn current_images(workloads: &[Workload], repository: &str) -> BTreeMap<(WorkloadRef, String), String> {
+pub fn current_images(
+    workloads: &[Workload],
+    repository: &str,
+) -> BTreeMap<(WorkloadRef, String), String> {
     workloads
         .iter()
         .flat_map(|w| {
@@ -221,14 +246,19 @@ pub mod fixtures {
             .collect();
         let pod = serde_json::json!({"metadata": {"labels": {"app": name}}, "spec": {"containers": containers}});
         let spec = match kind {
-            Kind::CronJob => serde_json::json!({"schedule": "* * * * *", "jobTemplate": {"spec": {"template": pod}}}),
+            Kind::CronJob => {
+                serde_json::json!({"schedule": "* * * * *", "jobTemplate": {"spec": {"template": pod}}})
+            }
             _ => serde_json::json!({"selector": {"matchLabels": {"app": name}}, "template": pod}),
         };
         let mut object = DynamicObject::new(name, &kind.api_resource("v1")).within("ns");
         object.data = serde_json::json!({ "spec": spec });
         object.metadata.resource_version = Some("1".into());
         Workload {
-            id: WorkloadRef { kind, name: name.into() },
+            id: WorkloadRef {
+                kind,
+                name: name.into(),
+            },
             object,
         }
     }
@@ -246,7 +276,11 @@ mod tests {
         let w = workload(
             Kind::Deployment,
             "web",
-            &[("web", "127.0.0.1:5000/acme/web:abc"), ("proxy", "envoy:1.30"), ("other", "127.0.0.1:5000/acme/web-admin:abc")],
+            &[
+                ("web", "127.0.0.1:5000/acme/web:abc"),
+                ("proxy", "envoy:1.30"),
+                ("other", "127.0.0.1:5000/acme/web-admin:abc"),
+            ],
         );
         let names: Vec<_> = w.app_containers(REPO).into_iter().map(|c| c.name).collect();
         assert_eq!(names, ["web"]);
@@ -254,7 +288,11 @@ mod tests {
 
     #[test]
     fn cronjob_containers_are_found_in_the_job_template() {
-        let w = workload(Kind::CronJob, "nightly", &[("job", "127.0.0.1:5000/acme/web@sha256:1")]);
+        let w = workload(
+            Kind::CronJob,
+            "nightly",
+            &[("job", "127.0.0.1:5000/acme/web@sha256:1")],
+        );
         assert_eq!(w.app_containers(REPO).len(), 1);
         assert_eq!(w.pod_selector(), None);
     }

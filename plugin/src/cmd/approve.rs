@@ -22,11 +22,22 @@ struct Candidate {
     digests: Vec<String>,
 }
 
-async fn candidate(cfg: &ReleaseConfig, clients: &Clients, env: &Environment, commit: Option<&str>) -> Result<Candidate> {
+async fn candidate(
+    cfg: &ReleaseConfig,
+    clients: &Clients,
+    env: &Environment,
+    commit: Option<&str>,
+) -> Result<Candidate> {
     if let Some(sha) = commit {
         let commit = CommitSha::parse_full(sha)?;
-        let digest = Registry::new().commit_digest(&cfg.image, &commit).await.map_err(|e| Failure::usage(e.to_string()))?;
-        return Ok(Candidate { commit: Some(commit), digests: vec![digest] });
+        let digest = Registry::new()
+            .commit_digest(&cfg.image, &commit)
+            .await
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        return Ok(Candidate {
+            commit: Some(commit),
+            digests: vec![digest],
+        });
     }
     let Some(source) = env.promote_from.as_deref() else {
         return Err(Failure::usage(format!(
@@ -36,21 +47,33 @@ async fn candidate(cfg: &ReleaseConfig, clients: &Clients, env: &Environment, co
         .into());
     };
     let state = source_state(cfg, clients, cfg.environment(source)?).await?;
-    Ok(Candidate { digests: state.digests(), commit: state.commit })
+    Ok(Candidate {
+        digests: state.digests(),
+        commit: state.commit,
+    })
 }
 
-pub async fn approve(global: &GlobalArgs, cfg: &ReleaseConfig, args: &ApproveArgs) -> Result<ExitCode> {
+pub async fn approve(
+    global: &GlobalArgs,
+    cfg: &ReleaseConfig,
+    args: &ApproveArgs,
+) -> Result<ExitCode> {
     let env = cfg.environment(&args.env)?;
     let clients = Clients::new(global)?;
     let target = clients.target(env).await?;
     let wanted = candidate(cfg, &clients, env, args.commit.as_deref()).await?;
     let actor = crate::identity::whoami(&target).await;
     let now = jiff::Timestamp::now();
-    let expires = jiff::SignedDuration::try_from(args.expires).map_err(|e| Failure::usage(format!("--expires: {e}")))?;
+    let expires = jiff::SignedDuration::try_from(args.expires)
+        .map_err(|e| Failure::usage(format!("--expires: {e}")))?;
     let approval = Approval {
         user: actor.user.clone(),
         environment: env.name.clone(),
-        commit: wanted.commit.as_ref().map(ToString::to_string).unwrap_or_default(),
+        commit: wanted
+            .commit
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         digests: wanted.digests,
         approved_at: now.to_string(),
         expires_at: (now + expires).to_string(),
@@ -66,7 +89,11 @@ pub async fn approve(global: &GlobalArgs, cfg: &ReleaseConfig, args: &ApproveArg
             describe(&approval),
             env.name,
             approval.expires_at,
-            if approval.verified { "" } else { " (identity from the kubeconfig, unverified by this API server)" }
+            if approval.verified {
+                ""
+            } else {
+                " (identity from the kubeconfig, unverified by this API server)"
+            }
         )
     })?;
     Ok(ExitCode::Ok)
@@ -95,7 +122,10 @@ pub async fn list(global: &GlobalArgs, cfg: &ReleaseConfig, args: &EnvArg) -> Re
         .into_iter()
         .map(|approval| {
             let digests = wanted.clone().unwrap_or_else(|| approval.digests.clone());
-            Listed { standing: standing(&approval, &digests, now), approval }
+            Listed {
+                standing: standing(&approval, &digests, now),
+                approval,
+            }
         })
         .collect();
     output::emit(global.output, &listed, || {
@@ -119,6 +149,10 @@ pub async fn list(global: &GlobalArgs, cfg: &ReleaseConfig, args: &EnvArg) -> Re
 /// `3f2a9c1 (1c2d3e4f5a6b)`: commit and digests, short.
 fn describe(a: &Approval) -> String {
     let digests: Vec<String> = a.digests.iter().map(|d| short_digest(d)).collect();
-    let commit = if a.commit.len() >= 7 { &a.commit[..7] } else { "-" };
+    let commit = if a.commit.len() >= 7 {
+        &a.commit[..7]
+    } else {
+        "-"
+    };
     format!("{commit} ({})", digests.join(","))
 }

@@ -12,7 +12,12 @@ use crate::plan::ReleaseKind;
 use crate::registry::{Registry, RegistryError};
 use crate::release::{self, Intent, Wanted};
 
-pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &DeployArgs, plan_only: bool) -> Result<ExitCode> {
+pub async fn run(
+    global: &GlobalArgs,
+    cfg: &ReleaseConfig,
+    args: &DeployArgs,
+    plan_only: bool,
+) -> Result<ExitCode> {
     let env = cfg.environment(&args.env)?;
 
     // REV → the full commit: `--commit` in CI, else the checkout the config lives in.
@@ -28,13 +33,21 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &DeployArgs, pl
     // nothing has been touched yet, and the fix is to build it (or wait for CI).
     let registry = Registry::new();
     let digest = match args.wait_for_image {
-        Some(patience) => registry.wait_for_commit_digest(&cfg.image, &commit, patience).await,
+        Some(patience) => {
+            registry
+                .wait_for_commit_digest(&cfg.image, &commit, patience)
+                .await
+        }
         None => registry.commit_digest(&cfg.image, &commit).await,
     }
     .map_err(|e| match e {
         RegistryError::NoImage { .. } => anyhow::Error::new(Failure::usage(format!(
             "{e}{}",
-            if args.wait_for_image.is_some() { "" } else { " Pass --wait-for-image 10m to wait for it." }
+            if args.wait_for_image.is_some() {
+                ""
+            } else {
+                " Pass --wait-for-image 10m to wait for it."
+            }
         ))),
         other => anyhow::Error::new(other),
     })?;
@@ -44,7 +57,13 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &DeployArgs, pl
     let target = clients.target(env).await?;
     let actor = crate::identity::whoami(&target).await;
     let gate = Gate::load(cfg, &clients, &target, &actor).await?;
-    let ctx = release::Context { global, config: cfg, target: &target, actor, gate };
+    let ctx = release::Context {
+        global,
+        config: cfg,
+        target: &target,
+        actor,
+        gate,
+    };
     let intent = Intent {
         kind: ReleaseKind::Deploy,
         image_tag: Some(format!("{}:{commit}", cfg.image)),

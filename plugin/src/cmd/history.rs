@@ -13,12 +13,18 @@ use crate::records::Records;
 pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Result<ExitCode> {
     let env = cfg.environment(env_name)?;
     let target = Clients::new(global)?.target(env).await?;
-    let history = Records::new(&target.client, &target.namespace, &cfg.app, &env.name).list().await?;
+    let history = Records::new(&target.client, &target.namespace, &cfg.app, &env.name)
+        .list()
+        .await?;
     output::emit(global.output, &history, || {
         let rows: Vec<Vec<String>> = history
             .iter()
             .map(|r| {
-                let digests = plan::digests(&r.containers).iter().map(|d| short_digest(d)).collect::<Vec<_>>().join(",");
+                let digests = plan::digests(&r.containers)
+                    .iter()
+                    .map(|d| short_digest(d))
+                    .collect::<Vec<_>>()
+                    .join(",");
                 let from = match (&r.source_environment, r.restored_revision) {
                     (Some(src), _) => format!("from {src}"),
                     (None, Some(rev)) => format!("to revision {rev}"),
@@ -27,7 +33,9 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Re
                 vec![
                     r.revision.to_string(),
                     format!("{:?}", r.kind).to_lowercase(),
-                    r.commit.as_ref().map_or("-".into(), |c| c.short().to_string()),
+                    r.commit
+                        .as_ref()
+                        .map_or("-".into(), |c| c.short().to_string()),
                     digests,
                     r.outcome.to_string(),
                     r.actor.user.clone(),
@@ -36,7 +44,12 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Re
                 ]
             })
             .collect();
-        output::table(&["REVISION", "KIND", "COMMIT", "DIGEST", "OUTCOME", "BY", "AGE", "NOTE"], &rows)
+        output::table(
+            &[
+                "REVISION", "KIND", "COMMIT", "DIGEST", "OUTCOME", "BY", "AGE", "NOTE",
+            ],
+            &rows,
+        )
     })?;
     Ok(ExitCode::Ok)
 }

@@ -15,9 +15,14 @@ struct Published {
 }
 
 pub async fn push(global: &GlobalArgs, args: &HooksPushArgs) -> Result<ExitCode> {
-    let bytes = std::fs::read(&args.module).with_context(|| format!("cannot read {}", args.module.display()))?;
+    let bytes = std::fs::read(&args.module)
+        .with_context(|| format!("cannot read {}", args.module.display()))?;
     if !bytes.starts_with(b"\0asm") {
-        return Err(Failure::usage(format!("{} is not a WebAssembly module", args.module.display())).into());
+        return Err(Failure::usage(format!(
+            "{} is not a WebAssembly module",
+            args.module.display()
+        ))
+        .into());
     }
     let target = ModuleRef::parse(&args.reference).map_err(|e| Failure::usage(e.to_string()))?;
     let sha256 = {
@@ -26,7 +31,9 @@ pub async fn push(global: &GlobalArgs, args: &HooksPushArgs) -> Result<ExitCode>
     };
     let reference = oci_modules::push(bytes, &target).await?;
     let published = Published { reference, sha256 };
-    output::emit(global.output, &published, || format!("{}\n", published.reference))?;
+    output::emit(global.output, &published, || {
+        format!("{}\n", published.reference)
+    })?;
     Ok(ExitCode::Ok)
 }
 
@@ -39,8 +46,17 @@ struct Pulled {
 
 pub async fn pull(global: &GlobalArgs, args: &HooksPullArgs) -> Result<ExitCode> {
     let reference = ModuleRef::parse(&args.reference).map_err(|e| Failure::usage(e.to_string()))?;
-    let fetched = ModuleStore::default_location().fetch(&reference).await.map_err(|e| Failure::usage(e.to_string()))?;
-    let pulled = Pulled { reference: reference.text, path: fetched.path.display().to_string(), sha256: fetched.sha256 };
-    output::emit(global.output, &pulled, || format!("{} sha256:{}\n", pulled.path, pulled.sha256))?;
+    let fetched = ModuleStore::default_location()
+        .fetch(&reference)
+        .await
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let pulled = Pulled {
+        reference: reference.text,
+        path: fetched.path.display().to_string(),
+        sha256: fetched.sha256,
+    };
+    output::emit(global.output, &pulled, || {
+        format!("{} sha256:{}\n", pulled.path, pulled.sha256)
+    })?;
     Ok(ExitCode::Ok)
 }

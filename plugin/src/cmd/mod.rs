@@ -33,7 +33,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hooks(HooksCommand::Verify) => hooks::verify(global, &load_config(global)?).await,
         Command::Hooks(HooksCommand::Push(args)) => hooks_registry::push(global, args).await,
         Command::Hooks(HooksCommand::Pull(args)) => hooks_registry::pull(global, args).await,
-        Command::Policy(PolicyCommand::Show(args)) => policy::show(global, &load_config(global)?, args).await,
+        Command::Policy(PolicyCommand::Show(args)) => {
+            policy::show(global, &load_config(global)?, args).await
+        }
         Command::Promote(args) if args.all => promote::run_all(global, args).await,
         Command::Promote(args) => promote::run(global, &load_config(global)?, args).await,
         Command::Approve(args) => approve::approve(global, &load_config(global)?, args).await,

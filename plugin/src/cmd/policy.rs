@@ -25,7 +25,10 @@ pub async fn show(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) -
     let envs = if args.envs.is_empty() {
         cfg.promotion_order()
     } else {
-        args.envs.iter().map(|n| cfg.environment(n)).collect::<Result<Vec<_>, _>>()?
+        args.envs
+            .iter()
+            .map(|n| cfg.environment(n))
+            .collect::<Result<Vec<_>, _>>()?
     };
     let clients = Clients::new(global)?;
     let mut rows = Vec::new();
@@ -41,7 +44,11 @@ pub async fn show(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) -
                 failure_policy: format!("{:?}", hook.failure_policy),
             });
         }
-        for hook in cfg.hooks.iter().filter(|h| h.environments.as_ref().is_none_or(|e| e.contains(&env.name))) {
+        for hook in cfg.hooks.iter().filter(|h| {
+            h.environments
+                .as_ref()
+                .is_none_or(|e| e.contains(&env.name))
+        }) {
             rows.push(EffectiveHook {
                 environment: env.name.clone(),
                 source: "app".into(),
@@ -55,9 +62,21 @@ pub async fn show(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) -
     output::emit(global.output, &rows, || {
         let table: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| vec![r.environment.clone(), r.source.clone(), r.hook.clone(), r.phases.join(","), r.failure_policy.clone(), r.module.clone()])
+            .map(|r| {
+                vec![
+                    r.environment.clone(),
+                    r.source.clone(),
+                    r.hook.clone(),
+                    r.phases.join(","),
+                    r.failure_policy.clone(),
+                    r.module.clone(),
+                ]
+            })
             .collect();
-        output::table(&["ENV", "SOURCE", "HOOK", "PHASES", "FAILURE", "MODULE"], &table)
+        output::table(
+            &["ENV", "SOURCE", "HOOK", "PHASES", "FAILURE", "MODULE"],
+            &table,
+        )
     })?;
     Ok(ExitCode::Ok)
 }

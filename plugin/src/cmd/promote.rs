@@ -5,21 +5,21 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use serde::Serialize;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
+use serde::Serialize;
 
 use crate::cli::{GlobalArgs, PromoteArgs};
 use crate::config::{self, Environment, ReleaseConfig};
-use crate::output;
-use crate::git::CommitSha;
-use crate::workloads::WorkloadRef;
 use crate::exit::{ExitCode, Failure};
 use crate::gate::Gate;
+use crate::git::CommitSha;
 use crate::kube_client::Clients;
+use crate::output;
 use crate::plan::ReleaseKind;
 use crate::records::Records;
 use crate::release::{self, Intent, Wanted};
+use crate::workloads::WorkloadRef;
 
 pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -> Result<ExitCode> {
     let (report, outcome) = promote(global, cfg, args).await?;
@@ -28,22 +28,41 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -
 }
 
 /// Promotes one app without printing: its report and how it ended.
-async fn promote(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -> Result<(release::Report, Result<ExitCode, Failure>)> {
+async fn promote(
+    global: &GlobalArgs,
+    cfg: &ReleaseConfig,
+    args: &PromoteArgs,
+) -> Result<(release::Report, Result<ExitCode, Failure>)> {
     let from = cfg.environment(&args.from)?;
-    let to = match &args.to {
-        Some(name) => cfg.environment(name)?,
-        None => {
-            let next: Vec<_> = cfg.environments.iter().filter(|e| e.promote_from.as_deref() == Some(from.name.as_str())).collect();
-            match next.as_slice() {
-                [one] => *one,
-                [] => return Err(Failure::usage(format!("no environment has `promoteFrom: {}`; name the target: promote {} TARGET", from.name, from.name)).into()),
-                many => {
-                    let names: Vec<&str> = many.iter().map(|e| e.name.as_str()).collect();
-                    return Err(Failure::usage(format!("{} environments promote from {}: {}; name one", many.len(), from.name, names.join(", "))).into());
+    let to =
+        match &args.to {
+            Some(name) => cfg.environment(name)?,
+            None => {
+                let next: Vec<_> = cfg
+                    .environments
+                    .iter()
+                    .filter(|e| e.promote_from.as_deref() == Some(from.name.as_str()))
+                    .collect();
+                match next.as_slice() {
+                    [one] => *one,
+                    [] => return Err(Failure::usage(format!(
+                        "no environment has `promoteFrom: {}`; name the target: promote {} TARGET",
+                        from.name, from.name
+                    ))
+                    .into()),
+                    many => {
+                        let names: Vec<&str> = many.iter().map(|e| e.name.as_str()).collect();
+                        return Err(Failure::usage(format!(
+                            "{} environments promote from {}: {}; name one",
+                            many.len(),
+                            from.name,
+                            names.join(", ")
+                        ))
+                        .into());
+                    }
                 }
             }
-        }
-    };
+        };
     // The promotion order is a rule: production only receives what ran where it says.
     let forced = to.promote_from.as_deref() != Some(from.name.as_str());
     if forced && !args.force_source {
@@ -62,7 +81,13 @@ async fn promote(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -
     let target = clients.target(to).await?;
     let actor = crate::identity::whoami(&target).await;
     let gate = Gate::load(cfg, &clients, &target, &actor).await?;
-    let ctx = release::Context { global, config: cfg, target: &target, actor, gate };
+    let ctx = release::Context {
+        global,
+        config: cfg,
+        target: &target,
+        actor,
+        gate,
+    };
     let intent = Intent {
         kind: ReleaseKind::Promote,
         commit: source.commit,
@@ -96,10 +121,17 @@ struct AppResult {
 pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode> {
     let root = match &global.file {
         Some(dir) if dir.is_dir() => dir.clone(),
-        Some(file) => return Err(Failure::usage(format!("--all takes a directory with -f, not the file {}", file.display())).into()),
+        Some(file) => {
+            return Err(Failure::usage(format!(
+                "--all takes a directory with -f, not the file {}",
+                file.display()
+            ))
+            .into());
+        }
         None => git_root(&std::env::current_dir()?),
     };
-    let configs = config::discover_all(&root).with_context(|| format!("cannot search {} for release.yaml files", root.display()))?;
+    let configs = config::discover_all(&root)
+        .with_context(|| format!("cannot search {} for release.yaml files", root.display()))?;
     if configs.is_empty() {
         return Err(Failure::usage(format!("no release.yaml below {}", root.display())).into());
     }
@@ -143,7 +175,10 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode
                 vec![
                     r.app.clone().unwrap_or_else(|| "?".into()),
                     r.outcome.clone(),
-                    r.report.as_ref().and_then(|rep| rep.revision).map_or("-".into(), |n| n.to_string()),
+                    r.report
+                        .as_ref()
+                        .and_then(|rep| rep.revision)
+                        .map_or("-".into(), |n| n.to_string()),
                     r.exit_code.to_string(),
                     r.message.lines().next().unwrap_or_default().to_string(),
                 ]
@@ -151,8 +186,16 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode
             .collect();
         output::table(&["APP", "OUTCOME", "REVISION", "EXIT", "MESSAGE"], &rows)
     })?;
-    let codes: Vec<i32> = results.iter().map(|r| r.exit_code).filter(|&c| c != 0).collect();
-    let worst = if codes.contains(&1) { 1 } else { codes.into_iter().max().unwrap_or(0) };
+    let codes: Vec<i32> = results
+        .iter()
+        .map(|r| r.exit_code)
+        .filter(|&c| c != 0)
+        .collect();
+    let worst = if codes.contains(&1) {
+        1
+    } else {
+        codes.into_iter().max().unwrap_or(0)
+    };
     Ok(match worst {
         0 => ExitCode::Ok,
         2 => ExitCode::Usage,
@@ -167,7 +210,10 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode
 
 /// The git root above `dir`, or `dir` itself outside a repository.
 fn git_root(dir: &Path) -> PathBuf {
-    dir.ancestors().find(|d| d.join(".git").exists()).unwrap_or(dir).to_path_buf()
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(dir)
+        .to_path_buf()
 }
 
 /// What runs in a promotion's source environment, ready to ship.
@@ -181,7 +227,11 @@ pub struct SourceState {
 
 impl SourceState {
     pub fn digests(&self) -> Vec<String> {
-        let mut d: Vec<String> = self.images.values().filter_map(|i| i.rsplit_once('@').map(|(_, d)| d.to_string())).collect();
+        let mut d: Vec<String> = self
+            .images
+            .values()
+            .filter_map(|i| i.rsplit_once('@').map(|(_, d)| d.to_string()))
+            .collect();
         d.sort();
         d.dedup();
         d
@@ -190,11 +240,19 @@ impl SourceState {
 
 /// Reads the live state of `from`: every pod must agree on one digest per container and every
 /// rollout must be complete, or it is a usage error naming the workload.
-pub async fn source_state(cfg: &ReleaseConfig, clients: &Clients, from: &Environment) -> Result<SourceState> {
+pub async fn source_state(
+    cfg: &ReleaseConfig,
+    clients: &Clients,
+    from: &Environment,
+) -> Result<SourceState> {
     let source = clients.target(from).await?;
     let live = release::live_workloads(cfg, &source).await?;
     if live.is_empty() {
-        return Err(Failure::usage(format!("nothing to promote: no workload in {source} uses {}", cfg.image)).into());
+        return Err(Failure::usage(format!(
+            "nothing to promote: no workload in {source} uses {}",
+            cfg.image
+        ))
+        .into());
     }
     let pods = Api::<Pod>::namespaced(source.client.clone(), &source.namespace)
         .list(&ListParams::default())
@@ -203,10 +261,20 @@ pub async fn source_state(cfg: &ReleaseConfig, clients: &Clients, from: &Environ
         .items;
     let images = crate::promotion::source_images(&live, &pods, &cfg.image)
         .map_err(|why| Failure::usage(format!("cannot promote from {}: {why}", from.name)))?;
-    let record = Records::new(&source.client, &source.namespace, &cfg.app, &from.name).latest().await?;
+    let record = Records::new(&source.client, &source.namespace, &cfg.app, &from.name)
+        .latest()
+        .await?;
     let commit = record
         .as_ref()
-        .filter(|r| r.images().iter().all(|(k, v)| images.get(k).is_none_or(|i| i == v)))
+        .filter(|r| {
+            r.images()
+                .iter()
+                .all(|(k, v)| images.get(k).is_none_or(|i| i == v))
+        })
         .and_then(|r| r.commit.clone());
-    Ok(SourceState { images, commit, revision: record.map(|r| r.revision) })
+    Ok(SourceState {
+        images,
+        commit,
+        revision: record.map(|r| r.revision),
+    })
 }

@@ -11,11 +11,17 @@ use crate::plan::ReleaseKind;
 use crate::records::{self, Outcome, Records};
 use crate::release::{self, Intent, Wanted};
 
-pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &RollbackArgs) -> Result<ExitCode> {
+pub async fn run(
+    global: &GlobalArgs,
+    cfg: &ReleaseConfig,
+    args: &RollbackArgs,
+) -> Result<ExitCode> {
     let env = cfg.environment(&args.env)?;
     let clients = Clients::new(global)?;
     let target = clients.target(env).await?;
-    let history = Records::new(&target.client, &target.namespace, &cfg.app, &env.name).list().await?;
+    let history = Records::new(&target.client, &target.namespace, &cfg.app, &env.name)
+        .list()
+        .await?;
 
     let chosen = match args.to_revision {
         Some(n) => history.iter().find(|r| r.revision == n).ok_or_else(|| {
@@ -38,7 +44,13 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &RollbackArgs) 
 
     let actor = crate::identity::whoami(&target).await;
     let gate = Gate::load(cfg, &clients, &target, &actor).await?;
-    let ctx = release::Context { global, config: cfg, target: &target, actor, gate };
+    let ctx = release::Context {
+        global,
+        config: cfg,
+        target: &target,
+        actor,
+        gate,
+    };
     let intent = Intent {
         kind: ReleaseKind::Rollback,
         commit: chosen.commit.clone(),

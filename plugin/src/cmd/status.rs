@@ -20,33 +20,54 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) ->
                 let digests: Vec<String> = s
                     .images
                     .iter()
-                    .map(|i| i.rsplit_once('@').map_or(i.clone(), |(_, d)| short_digest(d)))
+                    .map(|i| {
+                        i.rsplit_once('@')
+                            .map_or(i.clone(), |(_, d)| short_digest(d))
+                    })
                     .collect();
                 vec![
                     s.environment.clone(),
                     s.revision.map_or("-".into(), |r| r.to_string()),
-                    s.commit.as_deref().map_or("-".into(), |c| c[..7.min(c.len())].to_string()),
+                    s.commit
+                        .as_deref()
+                        .map_or("-".into(), |c| c[..7.min(c.len())].to_string()),
                     digests.join(","),
                     format!("{}/{}", s.ready, s.desired),
                     s.released_at.as_deref().map_or("-".into(), output::age),
                     s.released_by.clone().unwrap_or_else(|| "-".into()),
                     s.outcome.clone().unwrap_or_else(|| "-".into()),
-                    if s.drift { format!("yes: {}", s.drift_details.join("; ")) } else { "no".into() },
+                    if s.drift {
+                        format!("yes: {}", s.drift_details.join("; "))
+                    } else {
+                        "no".into()
+                    },
                 ]
             })
             .collect();
-        output::table(&["ENV", "REVISION", "COMMIT", "DIGEST", "READY", "AGE", "BY", "OUTCOME", "DRIFT"], &rows)
+        output::table(
+            &[
+                "ENV", "REVISION", "COMMIT", "DIGEST", "READY", "AGE", "BY", "OUTCOME", "DRIFT",
+            ],
+            &rows,
+        )
     })?;
     Ok(ExitCode::Ok)
 }
 
 /// The status of the named environments (all, in promotion order, when none are named),
 /// read concurrently.
-pub async fn collect(global: &GlobalArgs, cfg: &ReleaseConfig, names: &[String]) -> Result<Vec<EnvStatus>> {
+pub async fn collect(
+    global: &GlobalArgs,
+    cfg: &ReleaseConfig,
+    names: &[String],
+) -> Result<Vec<EnvStatus>> {
     let envs = if names.is_empty() {
         cfg.promotion_order()
     } else {
-        names.iter().map(|n| cfg.environment(n)).collect::<Result<Vec<_>, _>>()?
+        names
+            .iter()
+            .map(|n| cfg.environment(n))
+            .collect::<Result<Vec<_>, _>>()?
     };
     let clients = Clients::new(global)?;
     let reads = envs.into_iter().map(|env| {
@@ -54,8 +75,16 @@ pub async fn collect(global: &GlobalArgs, cfg: &ReleaseConfig, names: &[String])
         async move {
             let target = clients.target(env).await?;
             let live = crate::release::live_workloads(cfg, &target).await?;
-            let newest = Records::new(&target.client, &target.namespace, &cfg.app, &env.name).latest().await?;
-            Ok::<_, anyhow::Error>(env_status(&env.name, &target.namespace, &cfg.image, &live, newest.as_ref()))
+            let newest = Records::new(&target.client, &target.namespace, &cfg.app, &env.name)
+                .latest()
+                .await?;
+            Ok::<_, anyhow::Error>(env_status(
+                &env.name,
+                &target.namespace,
+                &cfg.image,
+                &live,
+                newest.as_ref(),
+            ))
         }
     });
     futures::future::try_join_all(reads).await

@@ -22,7 +22,10 @@ struct Placement {
 pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &WhereArgs) -> Result<ExitCode> {
     let commit = match CommitSha::parse_full(&args.rev) {
         Ok(full) => full,
-        Err(_) => git::resolve(cfg.path.parent().unwrap_or(std::path::Path::new(".")), Some(&args.rev))?,
+        Err(_) => git::resolve(
+            cfg.path.parent().unwrap_or(std::path::Path::new(".")),
+            Some(&args.rev),
+        )?,
     };
     let statuses = crate::cmd::status::collect(global, cfg, &[]).await?;
     let placements: Vec<Placement> = statuses
@@ -35,7 +38,11 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &WhereArgs) -> 
         })
         .collect();
     output::emit(global.output, &placements, || {
-        let running: Vec<&str> = placements.iter().filter(|p| p.running).map(|p| p.environment.as_str()).collect();
+        let running: Vec<&str> = placements
+            .iter()
+            .filter(|p| p.running)
+            .map(|p| p.environment.as_str())
+            .collect();
         if running.is_empty() {
             format!("{} runs in no environment\n", commit.short())
         } else {

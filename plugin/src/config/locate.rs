@@ -31,7 +31,9 @@ pub fn line_of(text: &str, segments: &[Seg]) -> Option<usize> {
     let mut key_column: Option<usize> = None;
     let mut found = None;
     for seg in segments {
-        let min_indent = (start..end).filter_map(|i| content_indent(lines[i])).min()?;
+        let min_indent = (start..end)
+            .filter_map(|i| content_indent(lines[i]))
+            .min()?;
         match seg {
             Seg::Key(key) => {
                 let column = key_column.unwrap_or(min_indent);
@@ -44,7 +46,8 @@ pub fn line_of(text: &str, segments: &[Seg]) -> Option<usize> {
                 end = (at + 1..end)
                     .find(|&i| {
                         content_indent(lines[i]).is_some_and(|ind| {
-                            ind < column || (ind == column && !lines[i].trim_start().starts_with("- "))
+                            ind < column
+                                || (ind == column && !lines[i].trim_start().starts_with("- "))
                         })
                     })
                     .unwrap_or(end);
@@ -93,7 +96,6 @@ fn content_indent(line: &str) -> Option<usize> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::Seg::{Index, Key};
@@ -116,14 +118,26 @@ hooks:
     #[test]
     fn finds_nested_fields() {
         assert_eq!(line_of(DOC, &[Key("app")]), Some(1));
-        assert_eq!(line_of(DOC, &[Key("environments"), Index(0), Key("name")]), Some(3));
-        assert_eq!(line_of(DOC, &[Key("environments"), Index(1), Key("promoteFrom")]), Some(8));
-        assert_eq!(line_of(DOC, &[Key("hooks"), Index(0), Key("sha256")]), Some(11));
+        assert_eq!(
+            line_of(DOC, &[Key("environments"), Index(0), Key("name")]),
+            Some(3)
+        );
+        assert_eq!(
+            line_of(DOC, &[Key("environments"), Index(1), Key("promoteFrom")]),
+            Some(8)
+        );
+        assert_eq!(
+            line_of(DOC, &[Key("hooks"), Index(0), Key("sha256")]),
+            Some(11)
+        );
     }
 
     #[test]
     fn falls_back_to_none_for_missing_paths() {
-        assert_eq!(line_of(DOC, &[Key("environments"), Index(5), Key("name")]), None);
+        assert_eq!(
+            line_of(DOC, &[Key("environments"), Index(5), Key("name")]),
+            None
+        );
     }
 
     #[test]

@@ -219,7 +219,9 @@ pub fn discover_all(root: &Path) -> std::io::Result<Vec<PathBuf>> {
             let name = name.to_string_lossy();
             let kind = entry.file_type()?;
             if kind.is_dir() {
-                if !name.starts_with('.') && !matches!(name.as_ref(), "target" | "node_modules" | "vendor") {
+                if !name.starts_with('.')
+                    && !matches!(name.as_ref(), "target" | "node_modules" | "vendor")
+                {
                     dirs.push(entry.path());
                 }
             } else if name == FILE_NAME {
@@ -281,7 +283,10 @@ impl Validator<'_> {
             ));
         }
         if raw.kind != KIND {
-            return Err(self.error(&[Key("kind")], format!("must be `{KIND}`, found `{}`", raw.kind)));
+            return Err(self.error(
+                &[Key("kind")],
+                format!("must be `{KIND}`, found `{}`", raw.kind),
+            ));
         }
         if !is_dns_label(&raw.app) || raw.app.len() > 40 {
             return Err(self.error(
@@ -295,9 +300,17 @@ impl Validator<'_> {
         }
         let image = raw.image.trim();
         if image.is_empty() {
-            return Err(self.error(&[Key("image")], "must name the image repository, e.g. registry.example.com/acme/web"));
+            return Err(self.error(
+                &[Key("image")],
+                "must name the image repository, e.g. registry.example.com/acme/web",
+            ));
         }
-        if image.contains('@') || image.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+        if image.contains('@')
+            || image
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains(':'))
+        {
             return Err(self.error(
                 &[Key("image")],
                 format!("`{image}` must be a repository without a tag or digest: the tag is always the commit"),
@@ -312,7 +325,10 @@ impl Validator<'_> {
             if !is_dns_label(&env.name) {
                 return Err(self.error(
                     &[Key("environments"), Index(i), Key("name")],
-                    format!("`{}` is not a valid environment name (lower-case letters, digits, '-')", env.name),
+                    format!(
+                        "`{}` is not a valid environment name (lower-case letters, digits, '-')",
+                        env.name
+                    ),
                 ));
             }
             if !names.insert(&env.name) {
@@ -322,7 +338,10 @@ impl Validator<'_> {
                 ));
             }
             if env.namespace.is_empty() {
-                return Err(self.error(&[Key("environments"), Index(i), Key("namespace")], "must not be empty"));
+                return Err(self.error(
+                    &[Key("environments"), Index(i), Key("namespace")],
+                    "must not be empty",
+                ));
             }
         }
         for (i, env) in raw.environments.iter().enumerate() {
@@ -331,7 +350,10 @@ impl Validator<'_> {
             {
                 return Err(self.error(
                     &[Key("environments"), Index(i), Key("promoteFrom")],
-                    format!("unknown environment `{source}`; known: {}", join_names(&raw.environments)),
+                    format!(
+                        "unknown environment `{source}`; known: {}",
+                        join_names(&raw.environments)
+                    ),
                 ));
             }
         }
@@ -348,7 +370,13 @@ impl Validator<'_> {
         for (i, hook) in raw.hooks.iter().enumerate() {
             let at = |field: &'static str| [Key("hooks"), Index(i), Key(field)];
             if hook.name.is_empty() || !hook_names.insert(&hook.name) {
-                return Err(self.error(&at("name"), format!("hook names must be unique and non-empty, found `{}`", hook.name)));
+                return Err(self.error(
+                    &at("name"),
+                    format!(
+                        "hook names must be unique and non-empty, found `{}`",
+                        hook.name
+                    ),
+                ));
             }
             let sha = hook.sha256.trim().to_ascii_lowercase();
             if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -366,26 +394,38 @@ impl Validator<'_> {
                     if !names.contains(name.as_str()) {
                         return Err(self.error(
                             &[Key("hooks"), Index(i), Key("environments"), Index(j)],
-                            format!("unknown environment `{name}`; known: {}", join_names(&raw.environments)),
+                            format!(
+                                "unknown environment `{name}`; known: {}",
+                                join_names(&raw.environments)
+                            ),
                         ));
                     }
                 }
             }
             let mut limits = HookLimits::default();
             if let Some(text) = &hook.timeout {
-                limits.timeout = parse_positive_duration(text).map_err(|m| self.error(&at("timeout"), m))?;
+                limits.timeout =
+                    parse_positive_duration(text).map_err(|m| self.error(&at("timeout"), m))?;
             }
             if let Some(text) = &hook.memory {
-                limits.memory_bytes = parse_quantity(text).map_err(|m| self.error(&at("memory"), m))?;
+                limits.memory_bytes =
+                    parse_quantity(text).map_err(|m| self.error(&at("memory"), m))?;
             }
             if let Some(text) = &hook.max_output {
-                limits.max_output_bytes = parse_quantity(text).map_err(|m| self.error(&at("maxOutput"), m))?;
+                limits.max_output_bytes =
+                    parse_quantity(text).map_err(|m| self.error(&at("maxOutput"), m))?;
             }
             if let Some(text) = &hook.max_logs {
-                limits.max_log_bytes = parse_quantity(text).map_err(|m| self.error(&at("maxLogs"), m))?;
+                limits.max_log_bytes =
+                    parse_quantity(text).map_err(|m| self.error(&at("maxLogs"), m))?;
             }
             let phases = match &hook.phases {
-                Some(p) if p.is_empty() => return Err(self.error(&at("phases"), "must list at least one phase, or be omitted for all pre-* phases")),
+                Some(p) if p.is_empty() => {
+                    return Err(self.error(
+                        &at("phases"),
+                        "must list at least one phase, or be omitted for all pre-* phases",
+                    ));
+                }
                 Some(p) => p.clone(),
                 None => Phase::ALL.iter().copied().filter(|p| p.is_pre()).collect(),
             };
@@ -397,7 +437,10 @@ impl Validator<'_> {
                 environments: hook.environments.clone(),
                 failure_policy: hook.failure_policy,
                 limits,
-                settings: hook.settings.clone().unwrap_or_else(|| serde_json::json!({})),
+                settings: hook
+                    .settings
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({})),
             });
         }
 
@@ -425,7 +468,10 @@ impl Validator<'_> {
 }
 
 fn join_names(envs: &[raw::RawEnvironment]) -> String {
-    envs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+    envs.iter()
+        .map(|e| e.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The first environment whose `promoteFrom` chain comes back to it, with the chain.
@@ -454,7 +500,9 @@ fn promotion_cycle(envs: &[raw::RawEnvironment]) -> Option<(usize, Vec<String>)>
 fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
@@ -463,7 +511,9 @@ pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err(format!("`{text}` must be longer than zero")),
-        Err(e) => Err(format!("`{text}` is not a duration ({e}); write e.g. 500ms, 2s, 1m")),
+        Err(e) => Err(format!(
+            "`{text}` is not a duration ({e}); write e.g. 500ms, 2s, 1m"
+        )),
     }
 }
 
@@ -480,11 +530,15 @@ pub fn parse_quantity(text: &str) -> Result<u64, String> {
         "k" | "K" => 1_000,
         "M" => 1_000_000,
         "G" => 1_000_000_000,
-        _ => return Err(format!("`{text}` is not a size; write e.g. 64Mi, 1Gi or a number of bytes")),
+        _ => {
+            return Err(format!(
+                "`{text}` is not a size; write e.g. 64Mi, 1Gi or a number of bytes"
+            ));
+        }
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size; write e.g. 64Mi, 1Gi or a number of bytes"))?;
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("`{text}` is not a size; write e.g. 64Mi, 1Gi or a number of bytes")
+    })?;
     match n.checked_mul(factor) {
         Some(0) => Err(format!("`{text}` must be more than zero")),
         Some(bytes) => Ok(bytes),

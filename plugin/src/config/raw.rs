@@ -86,7 +86,8 @@ pub fn split_serde_message(text: &str) -> (String, String) {
     // serde_yaml prefixes nested errors with the path, e.g. "environments[0]: unknown field ...".
     match without_location.split_once(": ") {
         Some((path, message))
-            if !path.contains(' ') && path.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) =>
+            if !path.contains(' ')
+                && path.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) =>
         {
             (path.to_string(), message.to_string())
         }

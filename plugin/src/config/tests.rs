@@ -61,19 +61,28 @@ fn good_config_parses_with_defaults_filled_in() {
 fn hook_phases_default_to_every_pre_phase() {
     let text = GOOD.replace("    phases: [pre-promote, pre-deploy]\n", "");
     let cfg = parse_str(&text).unwrap();
-    assert_eq!(cfg.hooks[0].phases, [Phase::PreDeploy, Phase::PrePromote, Phase::PreRollback]);
+    assert_eq!(
+        cfg.hooks[0].phases,
+        [Phase::PreDeploy, Phase::PrePromote, Phase::PreRollback]
+    );
 }
 
 #[test]
 fn unknown_field_is_named_with_its_line() {
     let err = error_with("    context: qa-cluster", "    contxt: qa-cluster");
-    assert!(err.starts_with("/repo/release.yaml:7: environments[0]: unknown field `contxt`"), "{err}");
+    assert!(
+        err.starts_with("/repo/release.yaml:7: environments[0]: unknown field `contxt`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_top_level_field_is_named() {
     let err = error_with("app: web\n", "app: web\nimages: x\n");
-    assert!(err.starts_with("/repo/release.yaml:4: unknown field `images`"), "{err}");
+    assert!(
+        err.starts_with("/repo/release.yaml:4: unknown field `images`"),
+        "{err}"
+    );
     assert!(err.contains("unknown field `images`"), "{err}");
 }
 
@@ -103,7 +112,10 @@ fn registry_port_is_not_mistaken_for_a_tag() {
 #[test]
 fn duplicate_environment_names_are_refused() {
     let err = error_with("  - name: production", "  - name: qa");
-    assert_eq!(err, "/repo/release.yaml:9: environments[1].name: duplicate environment `qa`");
+    assert_eq!(
+        err,
+        "/repo/release.yaml:9: environments[1].name: duplicate environment `qa`"
+    );
 }
 
 #[test]
@@ -117,7 +129,10 @@ fn promote_from_an_unknown_environment_is_refused() {
 
 #[test]
 fn promotion_cycle_is_refused() {
-    let err = error_with("    namespace: web-qa\n", "    namespace: web-qa\n    promoteFrom: production\n");
+    let err = error_with(
+        "    namespace: web-qa\n",
+        "    namespace: web-qa\n    promoteFrom: production\n",
+    );
     assert_eq!(
         err,
         "/repo/release.yaml:9: environments[0].promoteFrom: promotion order forms a cycle: qa <- production <- qa"
@@ -142,7 +157,10 @@ fn hook_without_sha256_is_refused() {
 #[test]
 fn hook_with_a_bad_sha256_is_refused() {
     let err = error_with("sha256: 9f2c0000", "sha256: 9f2g0000");
-    assert!(err.starts_with("/repo/release.yaml:16: hooks[0].sha256: `9f2g"), "{err}");
+    assert!(
+        err.starts_with("/repo/release.yaml:16: hooks[0].sha256: `9f2g"),
+        "{err}"
+    );
     assert!(err.contains("is not a sha256 (64 hex digits)"), "{err}");
     assert!(err.contains("sha256sum hooks/same_image.wasm"), "{err}");
 }
@@ -150,24 +168,39 @@ fn hook_with_a_bad_sha256_is_refused() {
 #[test]
 fn bad_durations_and_sizes_are_refused() {
     let err = error_with("timeout: 3s", "timeout: soon");
-    assert!(err.starts_with("/repo/release.yaml:20: hooks[0].timeout: `soon` is not a duration"), "{err}");
+    assert!(
+        err.starts_with("/repo/release.yaml:20: hooks[0].timeout: `soon` is not a duration"),
+        "{err}"
+    );
     let err = error_with("timeout: 3s", "timeout: 0s");
-    assert!(err.contains("hooks[0].timeout: `0s` must be longer than zero"), "{err}");
+    assert!(
+        err.contains("hooks[0].timeout: `0s` must be longer than zero"),
+        "{err}"
+    );
     let err = error_with("memory: 32Mi", "memory: lots");
-    assert!(err.starts_with("/repo/release.yaml:21: hooks[0].memory: `lots` is not a size"), "{err}");
+    assert!(
+        err.starts_with("/repo/release.yaml:21: hooks[0].memory: `lots` is not a size"),
+        "{err}"
+    );
 }
 
 #[test]
 fn empty_environment_list_is_refused() {
     let text = "apiVersion: kubectl-release.io/v1alpha1\nkind: ReleaseConfig\napp: web\nimage: r/web\nenvironments: []\n";
     let err = parse_str(text).unwrap_err().to_string();
-    assert_eq!(err, "/repo/release.yaml:5: environments: at least one environment is needed");
+    assert_eq!(
+        err,
+        "/repo/release.yaml:5: environments: at least one environment is needed"
+    );
 }
 
 #[test]
 fn hook_naming_an_unknown_environment_is_refused() {
     let err = error_with("environments: [production]", "environments: [prod]");
-    assert!(err.contains("hooks[0].environments[0]: unknown environment `prod`"), "{err}");
+    assert!(
+        err.contains("hooks[0].environments[0]: unknown environment `prod`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -179,15 +212,24 @@ fn unknown_phase_is_refused() {
 #[test]
 fn wrong_api_version_and_kind_are_refused() {
     let err = error_with("v1alpha1", "v2");
-    assert!(err.contains("apiVersion: must be `kubectl-release.io/v1alpha1`"), "{err}");
+    assert!(
+        err.contains("apiVersion: must be `kubectl-release.io/v1alpha1`"),
+        "{err}"
+    );
     let err = error_with("kind: ReleaseConfig", "kind: Deployment");
-    assert!(err.contains("kind: must be `ReleaseConfig`, found `Deployment`"), "{err}");
+    assert!(
+        err.contains("kind: must be `ReleaseConfig`, found `Deployment`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn invalid_app_name_is_refused() {
     let err = error_with("app: web", "app: Web_App");
-    assert!(err.starts_with("/repo/release.yaml:3: app: `Web_App` is not a valid app name"), "{err}");
+    assert!(
+        err.starts_with("/repo/release.yaml:3: app: `Web_App` is not a valid app name"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -197,13 +239,14 @@ fn promotion_order_puts_sources_first() {
         "",
     ) + "";
     // production listed first, qa appended after it: order must still be qa, production.
-    let text = text.replace(
-        "hooks:",
-        "  - name: qa\n    namespace: web-qa\nhooks:",
-    );
+    let text = text.replace("hooks:", "  - name: qa\n    namespace: web-qa\nhooks:");
     let cfg = parse_str(&text).unwrap();
     assert_eq!(cfg.environment_names(), ["production", "qa"]);
-    let order: Vec<_> = cfg.promotion_order().iter().map(|e| e.name.as_str()).collect();
+    let order: Vec<_> = cfg
+        .promotion_order()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
     assert_eq!(order, ["qa", "production"]);
 }
 
@@ -212,8 +255,16 @@ fn unknown_environment_lookup_lists_known_ones() {
     let cfg = parse_str(GOOD).unwrap();
     let err = cfg.environment("staging").unwrap_err();
     assert_eq!(err.code, crate::exit::ExitCode::Usage);
-    assert!(err.message.contains("unknown environment `staging`"), "{}", err.message);
-    assert!(err.message.contains("known: qa, production"), "{}", err.message);
+    assert!(
+        err.message.contains("unknown environment `staging`"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("known: qa, production"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
@@ -224,19 +275,28 @@ fn discovery_walks_up_to_the_git_root() {
     std::fs::create_dir_all(&deep).unwrap();
     std::fs::create_dir_all(repo.join(".git")).unwrap();
     std::fs::write(repo.join("services/web/release.yaml"), GOOD).unwrap();
-    assert_eq!(discover(None, &deep).unwrap(), repo.join("services/web/release.yaml"));
+    assert_eq!(
+        discover(None, &deep).unwrap(),
+        repo.join("services/web/release.yaml")
+    );
 
     // Above the git root is not searched, even if a release.yaml is there.
     std::fs::remove_file(repo.join("services/web/release.yaml")).unwrap();
     std::fs::write(root.path().join("release.yaml"), GOOD).unwrap();
     let err = discover(None, &deep).unwrap_err().to_string();
-    assert!(err.contains("no release.yaml here or in a parent directory up to the git root"), "{err}");
+    assert!(
+        err.contains("no release.yaml here or in a parent directory up to the git root"),
+        "{err}"
+    );
 }
 
 #[test]
 fn explicit_missing_file_is_an_error() {
     let err = discover(Some(Path::new("/nope/release.yaml")), Path::new("/")).unwrap_err();
-    assert_eq!(err.to_string(), "/nope/release.yaml: no such file (given with -f/--file)");
+    assert_eq!(
+        err.to_string(),
+        "/nope/release.yaml: no such file (given with -f/--file)"
+    );
 }
 
 #[test]
@@ -251,12 +311,30 @@ fn quantities() {
 #[test]
 fn discover_all_finds_every_app_of_a_monorepo() {
     let root = tempfile::tempdir().unwrap();
-    for dir in ["services/web", "services/api", "target/debug", ".git/x", "tools"] {
+    for dir in [
+        "services/web",
+        "services/api",
+        "target/debug",
+        ".git/x",
+        "tools",
+    ] {
         std::fs::create_dir_all(root.path().join(dir)).unwrap();
     }
-    for file in ["services/web/release.yaml", "services/api/release.yaml", "target/debug/release.yaml", ".git/x/release.yaml", "tools/other.yaml"] {
+    for file in [
+        "services/web/release.yaml",
+        "services/api/release.yaml",
+        "target/debug/release.yaml",
+        ".git/x/release.yaml",
+        "tools/other.yaml",
+    ] {
         std::fs::write(root.path().join(file), GOOD).unwrap();
     }
     let found = discover_all(root.path()).unwrap();
-    assert_eq!(found, [root.path().join("services/api/release.yaml"), root.path().join("services/web/release.yaml")]);
+    assert_eq!(
+        found,
+        [
+            root.path().join("services/api/release.yaml"),
+            root.path().join("services/web/release.yaml")
+        ]
+    );
 }
