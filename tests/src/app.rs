@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::Api;
 
-use crate::{CmdOutput, GitRepo, Namespace, TestEnv, apply, cronjob, deployment, push_crashing_image, push_image, run, statefulset};
+use crate::{
+    CmdOutput, GitRepo, Namespace, TestEnv, apply, cronjob, deployment, push_crashing_image,
+    push_image, run, statefulset,
+};
 
 pub struct App {
     pub env: &'static TestEnv,
@@ -51,14 +54,18 @@ impl App {
 
     /// Pushes the image of `commit` (as CI would) and remembers its digest.
     pub async fn push(&mut self, commit: &str) -> String {
-        let digest = push_image(self.env.registry(), &self.repository, commit).await.expect("push image");
+        let digest = push_image(self.env.registry(), &self.repository, commit)
+            .await
+            .expect("push image");
         self.digests.insert(commit.to_string(), digest.clone());
         digest
     }
 
     /// Pushes an image for `commit` that crash-loops when run.
     pub async fn push_crashing(&mut self, commit: &str) -> String {
-        let digest = push_crashing_image(self.env.registry(), &self.repository, commit).await.expect("push image");
+        let digest = push_crashing_image(self.env.registry(), &self.repository, commit)
+            .await
+            .expect("push image");
         self.digests.insert(commit.to_string(), digest.clone());
         digest
     }
@@ -87,12 +94,32 @@ impl App {
         apply(
             &client,
             namespace,
-            &deployment("web").image(image).container("proxy", "envoy:1.30").replicas(3).label("team", "payments").build(),
+            &deployment("web")
+                .image(image)
+                .container("proxy", "envoy:1.30")
+                .replicas(3)
+                .label("team", "payments")
+                .build(),
         )
         .await
         .expect("create deployment");
-        apply(&client, namespace, &statefulset("cache").image(image).replicas(1).build()).await.expect("create statefulset");
-        apply(&client, namespace, &cronjob("nightly").image(image).schedule("0 3 * * *").build()).await.expect("create cronjob");
+        apply(
+            &client,
+            namespace,
+            &statefulset("cache").image(image).replicas(1).build(),
+        )
+        .await
+        .expect("create statefulset");
+        apply(
+            &client,
+            namespace,
+            &cronjob("nightly")
+                .image(image)
+                .schedule("0 3 * * *")
+                .build(),
+        )
+        .await
+        .expect("create cronjob");
     }
 
     /// Runs `kubectl-release ARGS` in the app's repository.
@@ -117,16 +144,25 @@ impl App {
 /// Panics with the fix when it has not been built: a hooks test never skips silently.
 pub fn example_hook(name: &str) -> (std::path::PathBuf, String) {
     use sha2::Digest as _;
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/hooks").join(format!("{name}.wasm"));
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}; build the example hooks first: example-hooks/build.sh", path.display()));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/hooks")
+        .join(format!("{name}.wasm"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; build the example hooks first: example-hooks/build.sh",
+            path.display()
+        )
+    });
     (path, hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 /// A `hooks:` entry for release.yaml running the example hook `module` as `name`.
 pub fn hook_entry(name: &str, module: &str, extra: &str) -> String {
     let (path, sha) = example_hook(module);
-    let mut entry = format!("  - name: {name}\n    module: {}\n    sha256: {sha}\n", path.display());
+    let mut entry = format!(
+        "  - name: {name}\n    module: {}\n    sha256: {sha}\n",
+        path.display()
+    );
     for line in extra.lines().filter(|l| !l.trim().is_empty()) {
         entry.push_str("    ");
         entry.push_str(line);
@@ -150,7 +186,9 @@ pub async fn setup_approvals_rbac(env: &TestEnv) {
     static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     DONE.get_or_init(|| async {
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin/rbac/approvals.yaml");
-        env.kubectl(&["apply", "-f", manifest]).await.assert_success();
+        env.kubectl(&["apply", "-f", manifest])
+            .await
+            .assert_success();
     })
     .await;
 }

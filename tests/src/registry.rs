@@ -28,11 +28,26 @@ pub async fn push_image(registry: &str, repository: &str, tag: &str) -> anyhow::
 ///
 /// # Errors
 /// As [`push_image`].
-pub async fn push_crashing_image(registry: &str, repository: &str, tag: &str) -> anyhow::Result<String> {
-    push_image_annotated(registry, repository, tag, &[(crate::kubelet::image::CRASHLOOP_ANNOTATION, "true")]).await
+pub async fn push_crashing_image(
+    registry: &str,
+    repository: &str,
+    tag: &str,
+) -> anyhow::Result<String> {
+    push_image_annotated(
+        registry,
+        repository,
+        tag,
+        &[(crate::kubelet::image::CRASHLOOP_ANNOTATION, "true")],
+    )
+    .await
 }
 
-async fn push_image_annotated(registry: &str, repository: &str, tag: &str, extra: &[(&str, &str)]) -> anyhow::Result<String> {
+async fn push_image_annotated(
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<String> {
     crate::install_crypto_provider();
     let reference = Reference::with_tag(
         registry.to_string(),

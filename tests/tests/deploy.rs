@@ -18,10 +18,21 @@ use serde_json::Value;
 async fn pods_run(app: &App, ns: &str, workload: &str, count: usize, digest: &str) -> Vec<Pod> {
     let pods: Api<Pod> = Api::namespaced(app.env.client("admin").await, ns);
     let wanted = format!("docker-pullable://{}@{digest}", app.image);
-    wait_for_all(&pods, watcher::Config::default().labels(&format!("{NAME_LABEL}={workload}")), DEFAULT_TIMEOUT, |pods| {
-        let live: Vec<&Pod> = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
-        live.len() == count && live.iter().all(|p| image_ids(p).first() == Some(&wanted.as_str()))
-    })
+    wait_for_all(
+        &pods,
+        watcher::Config::default().labels(&format!("{NAME_LABEL}={workload}")),
+        DEFAULT_TIMEOUT,
+        |pods| {
+            let live: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            live.len() == count
+                && live
+                    .iter()
+                    .all(|p| image_ids(p).first() == Some(&wanted.as_str()))
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{workload} pods never all ran {digest}: {e:#}"))
 }
@@ -42,18 +53,28 @@ async fn cronjob_image(app: &App, ns: &str) -> String {
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client, ns, &ar);
     let cj = api.get("nightly").await.unwrap();
-    cj.data.pointer("/spec/jobTemplate/spec/template/spec/containers/0/image").and_then(Value::as_str).unwrap().to_string()
+    cj.data
+        .pointer("/spec/jobTemplate/spec/template/spec/containers/0/image")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_string()
 }
 
 async fn resource_versions(app: &App, ns: &str) -> Vec<String> {
     let d = app.deployment(ns, "web").await;
     let s = app.statefulset(ns, "cache").await;
-    vec![d.metadata.resource_version.unwrap(), s.metadata.resource_version.unwrap()]
+    vec![
+        d.metadata.resource_version.unwrap(),
+        s.metadata.resource_version.unwrap(),
+    ]
 }
 
 async fn records(app: &App, ns: &str) -> Vec<Value> {
     let api: Api<ConfigMap> = Api::namespaced(app.env.client("admin").await, ns);
-    let list = api.list(&ListParams::default().labels("kubectl-release.io/record=true")).await.unwrap();
+    let list = api
+        .list(&ListParams::default().labels("kubectl-release.io/record=true"))
+        .await
+        .unwrap();
     let mut out: Vec<Value> = list
         .items
         .iter()
@@ -70,7 +91,8 @@ async fn app_on_first_commit(prefix: &str) -> App {
         app.push(&commit).await;
     }
     let first = app.commits()[0].clone();
-    app.create_workloads(app.qa.name(), &format!("{}:{first}", app.image)).await;
+    app.create_workloads(app.qa.name(), &format!("{}:{first}", app.image))
+        .await;
     pods_run(&app, app.qa.name(), "web", 3, &app.digests[&first].clone()).await;
     app
 }
@@ -83,31 +105,56 @@ async fn deploy_pins_every_workload_to_the_commit_digest_records_it_and_is_idemp
     let qa = app.qa.name();
 
     let out = app.release(&["deploy", "qa"]).await.assert_success();
-    assert!(out.stdout.contains("deploy web ") && out.stdout.contains("to qa: succeeded (revision 1)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("deploy web ") && out.stdout.contains("to qa: succeeded (revision 1)"),
+        "{}",
+        out.stdout
+    );
 
     pods_run(&app, qa, "web", 3, &digest).await;
     pods_run(&app, qa, "cache", 1, &digest).await;
     let deployment = app.deployment(qa, "web").await;
     let containers = &deployment.spec.template.spec.as_ref().unwrap().containers;
-    assert_eq!(containers[0].image.as_deref(), Some(app.pinned(&head).as_str()));
-    assert_eq!(containers[1].image.as_deref(), Some("envoy:1.30"), "the sidecar is not ours to change");
+    assert_eq!(
+        containers[0].image.as_deref(),
+        Some(app.pinned(&head).as_str())
+    );
+    assert_eq!(
+        containers[1].image.as_deref(),
+        Some("envoy:1.30"),
+        "the sidecar is not ours to change"
+    );
     let a = annotations(&deployment.metadata);
     assert_eq!(a["kubectl-release.io/revision"], "1");
     assert_eq!(a["kubectl-release.io/commit"], head);
-    assert_eq!(a["kubectl-release.io/image-tag"], format!("{}:{head}", app.image));
-    assert_eq!(cronjob_image(&app, qa).await, app.pinned(&head), "CronJobs get the new image without a wait");
+    assert_eq!(
+        a["kubectl-release.io/image-tag"],
+        format!("{}:{head}", app.image)
+    );
+    assert_eq!(
+        cronjob_image(&app, qa).await,
+        app.pinned(&head),
+        "CronJobs get the new image without a wait"
+    );
 
     let recs = records(&app, qa).await;
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["outcome"], "succeeded");
     assert_eq!(recs[0]["commit"], head.as_str());
-    assert_eq!(recs[0]["containers"].as_array().unwrap().len(), 3, "web, cache and nightly");
+    assert_eq!(
+        recs[0]["containers"].as_array().unwrap().len(),
+        3,
+        "web, cache and nightly"
+    );
 
     // Again: a no-op, not a restart.
     let generation = deployment.metadata.generation;
     let out = app.release(&["deploy", "qa"]).await.assert_success();
     assert!(out.stdout.contains("already deployed"), "{}", out.stdout);
-    assert_eq!(app.deployment(qa, "web").await.metadata.generation, generation);
+    assert_eq!(
+        app.deployment(qa, "web").await.metadata.generation,
+        generation
+    );
     assert_eq!(records(&app, qa).await.len(), 1);
 }
 
@@ -116,13 +163,21 @@ async fn a_commit_without_an_image_changes_nothing() {
     let mut app = App::new("noimage", 2).await;
     let [first, second] = <[String; 2]>::try_from(app.commits()).unwrap();
     app.push(&first).await;
-    app.create_workloads(app.qa.name(), &format!("{}:{first}", app.image)).await;
+    app.create_workloads(app.qa.name(), &format!("{}:{first}", app.image))
+        .await;
     pods_run(&app, app.qa.name(), "web", 3, &app.digests[&first].clone()).await;
     let before = resource_versions(&app, app.qa.name()).await;
 
     let out = app.release(&["deploy", "qa"]).await;
     assert_eq!(out.code(), Some(2), "{out:?}");
-    assert!(out.stderr.contains(&format!("no image for commit {second} in {}; has CI built it?", app.image)), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "no image for commit {second} in {}; has CI built it?",
+            app.image
+        )),
+        "{}",
+        out.stderr
+    );
     assert_eq!(resource_versions(&app, app.qa.name()).await, before);
     assert!(records(&app, app.qa.name()).await.is_empty());
 }
@@ -132,10 +187,12 @@ async fn wait_for_image_waits_for_ci_to_push_it() {
     let mut app = App::new("waitimg", 2).await;
     let [first, second] = <[String; 2]>::try_from(app.commits()).unwrap();
     app.push(&first).await;
-    app.create_workloads(app.qa.name(), &format!("{}:{first}", app.image)).await;
+    app.create_workloads(app.qa.name(), &format!("{}:{first}", app.image))
+        .await;
 
     let mut cmd = app.env.plugin();
-    cmd.args(["deploy", "qa", "--wait-for-image", "2m"]).current_dir(app.repo.path());
+    cmd.args(["deploy", "qa", "--wait-for-image", "2m"])
+        .current_dir(app.repo.path());
     let deploy = tokio::spawn(async move { kubectl_release_tests::run(&mut cmd).await });
     tokio::time::sleep(Duration::from_secs(3)).await;
     let digest = app.push(&second).await;
@@ -149,14 +206,22 @@ async fn a_crash_looping_release_fails_fast_and_atomic_restores_the_previous_dig
     let [first, second] = <[String; 2]>::try_from(app.commits()).unwrap();
     let good = app.push(&first).await;
     app.push_crashing(&second).await;
-    app.create_workloads(app.qa.name(), &format!("{}:{first}", app.image)).await;
+    app.create_workloads(app.qa.name(), &format!("{}:{first}", app.image))
+        .await;
     pods_run(&app, app.qa.name(), "web", 3, &good).await;
-    app.release(&["deploy", "qa", &first]).await.assert_success();
+    app.release(&["deploy", "qa", &first])
+        .await
+        .assert_success();
 
     let started = std::time::Instant::now();
-    let out = app.release(&["deploy", "qa", "--atomic", "-o", "json"]).await;
+    let out = app
+        .release(&["deploy", "qa", "--atomic", "-o", "json"])
+        .await;
     assert_eq!(out.code(), Some(5), "{out:?}");
-    assert!(started.elapsed() < Duration::from_secs(120), "fails fast, not at the deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "fails fast, not at the deadline"
+    );
     assert!(out.stderr.contains("CrashLoopBackOff"), "{}", out.stderr);
     assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
     let report: Value = serde_json::from_str(&out.stdout).unwrap();
@@ -165,7 +230,10 @@ async fn a_crash_looping_release_fails_fast_and_atomic_restores_the_previous_dig
     pods_run(&app, app.qa.name(), "web", 3, &good).await;
     let recs = records(&app, app.qa.name()).await;
     assert_eq!(recs.last().unwrap()["outcome"], "rolled-back");
-    assert_eq!(annotations(&app.deployment(app.qa.name(), "web").await.metadata)["kubectl-release.io/commit"], first);
+    assert_eq!(
+        annotations(&app.deployment(app.qa.name(), "web").await.metadata)["kubectl-release.io/commit"],
+        first
+    );
 }
 
 #[tokio::test]
@@ -179,9 +247,19 @@ async fn two_concurrent_deploys_one_is_locked_out() {
     let (a, b) = tokio::join!(run(&app), run(&app));
     let mut codes = vec![a.code(), b.code()];
     codes.sort();
-    assert_eq!(codes, [Some(0), Some(7)], "one deploys, one is locked out: {a:?} {b:?}");
+    assert_eq!(
+        codes,
+        [Some(0), Some(7)],
+        "one deploys, one is locked out: {a:?} {b:?}"
+    );
     let locked = if a.code() == Some(7) { a } else { b };
-    assert!(locked.stderr.contains("another release of web to qa is in progress: locked by"), "{}", locked.stderr);
+    assert!(
+        locked
+            .stderr
+            .contains("another release of web to qa is in progress: locked by"),
+        "{}",
+        locked.stderr
+    );
 }
 
 #[tokio::test]
@@ -190,7 +268,10 @@ async fn a_lock_whose_holder_died_expires_and_is_taken_over() {
     let leases: Api<Lease> = Api::namespaced(app.env.client("admin").await, app.qa.name());
     let long_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(600);
     let lease = |holder: &str, renewed: jiff::Timestamp| Lease {
-        metadata: ObjectMeta { name: Some("kubectl-release.web.qa".into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some("kubectl-release.web.qa".into()),
+            ..Default::default()
+        },
         spec: Some(LeaseSpec {
             holder_identity: Some(holder.into()),
             lease_duration_seconds: Some(30),
@@ -200,16 +281,39 @@ async fn a_lock_whose_holder_died_expires_and_is_taken_over() {
         }),
     };
     // A live holder: locked out, named.
-    leases.create(&PostParams::default(), &lease("ci-runner-7", jiff::Timestamp::now())).await.unwrap();
+    leases
+        .create(
+            &PostParams::default(),
+            &lease("ci-runner-7", jiff::Timestamp::now()),
+        )
+        .await
+        .unwrap();
     let out = app.release(&["deploy", "qa"]).await;
     assert_eq!(out.code(), Some(7), "{out:?}");
-    assert!(out.stderr.contains("locked by ci-runner-7"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("locked by ci-runner-7"),
+        "{}",
+        out.stderr
+    );
 
     // A holder that stopped renewing ten minutes ago: taken over.
-    leases.delete("kubectl-release.web.qa", &Default::default()).await.unwrap();
-    leases.create(&PostParams::default(), &lease("crashed-run", long_ago)).await.unwrap();
+    leases
+        .delete("kubectl-release.web.qa", &Default::default())
+        .await
+        .unwrap();
+    leases
+        .create(&PostParams::default(), &lease("crashed-run", long_ago))
+        .await
+        .unwrap();
     app.release(&["deploy", "qa"]).await.assert_success();
-    assert!(leases.get_opt("kubectl-release.web.qa").await.unwrap().is_none(), "the lock is released after the deploy");
+    assert!(
+        leases
+            .get_opt("kubectl-release.web.qa")
+            .await
+            .unwrap()
+            .is_none(),
+        "the lock is released after the deploy"
+    );
 }
 
 #[tokio::test]
@@ -217,12 +321,16 @@ async fn rollback_to_revision_restores_that_revisions_images() {
     let app = app_on_first_commit("rollback").await;
     let commits = app.commits();
     for commit in &commits {
-        app.release(&["deploy", "qa", commit]).await.assert_success();
+        app.release(&["deploy", "qa", commit])
+            .await
+            .assert_success();
     }
     let qa = app.qa.name();
     pods_run(&app, qa, "web", 3, &app.digests[&commits[2]]).await;
 
-    app.release(&["rollback", "qa", "--to-revision", "1"]).await.assert_success();
+    app.release(&["rollback", "qa", "--to-revision", "1"])
+        .await
+        .assert_success();
     pods_run(&app, qa, "web", 3, &app.digests[&commits[0]]).await;
     let recs = records(&app, qa).await;
     assert_eq!(recs.last().unwrap()["kind"], "rollback");
@@ -232,9 +340,15 @@ async fn rollback_to_revision_restores_that_revisions_images() {
     app.release(&["rollback", "qa"]).await.assert_success();
     pods_run(&app, qa, "web", 3, &app.digests[&commits[2]]).await;
 
-    let out = app.release(&["rollback", "qa", "--to-revision", "99"]).await;
+    let out = app
+        .release(&["rollback", "qa", "--to-revision", "99"])
+        .await;
     assert_eq!(out.code(), Some(2));
-    assert!(out.stderr.contains("has no revision 99 in qa"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("has no revision 99 in qa"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test]
@@ -244,9 +358,21 @@ async fn status_where_and_history_in_table_and_json() {
     app.release(&["deploy", "qa"]).await.assert_success();
 
     let table = app.release(&["status"]).await.assert_success().stdout;
-    let qa_line = table.lines().find(|l| l.starts_with("qa ")).unwrap_or_else(|| panic!("{table}"));
-    assert!(qa_line.contains(&head[..7]) && qa_line.contains("4/4") && qa_line.ends_with("no"), "{table}");
-    let json: Value = serde_json::from_str(&app.release(&["status", "-o", "json"]).await.assert_success().stdout).unwrap();
+    let qa_line = table
+        .lines()
+        .find(|l| l.starts_with("qa "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        qa_line.contains(&head[..7]) && qa_line.contains("4/4") && qa_line.ends_with("no"),
+        "{table}"
+    );
+    let json: Value = serde_json::from_str(
+        &app.release(&["status", "-o", "json"])
+            .await
+            .assert_success()
+            .stdout,
+    )
+    .unwrap();
     assert_eq!(json[0]["environment"], "qa");
     assert_eq!(json[0]["revision"], 1);
     assert_eq!(json[0]["liveCommit"], head.as_str());
@@ -254,16 +380,39 @@ async fn status_where_and_history_in_table_and_json() {
     assert_eq!(json[1]["environment"], "production");
     assert_eq!(json[1]["revision"], Value::Null);
 
-    let out = app.release(&["where", &head[..10]]).await.assert_success().stdout;
+    let out = app
+        .release(&["where", &head[..10]])
+        .await
+        .assert_success()
+        .stdout;
     assert_eq!(out, format!("{} runs in: qa\n", &head[..7]));
-    let json: Value = serde_json::from_str(&app.release(&["where", &head, "-o", "json"]).await.assert_success().stdout).unwrap();
+    let json: Value = serde_json::from_str(
+        &app.release(&["where", &head, "-o", "json"])
+            .await
+            .assert_success()
+            .stdout,
+    )
+    .unwrap();
     assert_eq!(json[0]["running"], true);
     assert_eq!(json[1]["running"], false);
 
-    let history = app.release(&["history", "qa"]).await.assert_success().stdout;
+    let history = app
+        .release(&["history", "qa"])
+        .await
+        .assert_success()
+        .stdout;
     assert!(history.starts_with("REVISION"), "{history}");
-    assert!(history.lines().nth(1).unwrap().starts_with("1 ") && history.contains("succeeded"), "{history}");
-    let json: Value = serde_json::from_str(&app.release(&["history", "qa", "-o", "json"]).await.assert_success().stdout).unwrap();
+    assert!(
+        history.lines().nth(1).unwrap().starts_with("1 ") && history.contains("succeeded"),
+        "{history}"
+    );
+    let json: Value = serde_json::from_str(
+        &app.release(&["history", "qa", "-o", "json"])
+            .await
+            .assert_success()
+            .stdout,
+    )
+    .unwrap();
     assert_eq!(json[0]["revision"], 1);
     assert_eq!(json[0]["commit"], head.as_str());
 
@@ -271,8 +420,21 @@ async fn status_where_and_history_in_table_and_json() {
     let client = app.env.client("admin").await;
     let deployments: Api<Deployment> = Api::namespaced(client, app.qa.name());
     let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": format!("{}:{}", app.image, app.commits()[0])}]}}}});
-    deployments.patch("web", &Default::default(), &kube::api::Patch::Strategic(&patch)).await.unwrap();
-    let json: Value = serde_json::from_str(&app.release(&["status", "qa", "-o", "json"]).await.assert_success().stdout).unwrap();
+    deployments
+        .patch(
+            "web",
+            &Default::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .unwrap();
+    let json: Value = serde_json::from_str(
+        &app.release(&["status", "qa", "-o", "json"])
+            .await
+            .assert_success()
+            .stdout,
+    )
+    .unwrap();
     assert_eq!(json[0]["drift"], true, "{json}");
 }
 
@@ -282,13 +444,26 @@ async fn dry_run_and_plan_change_nothing() {
     let before = resource_versions(&app, app.qa.name()).await;
     let head = app.repo.head();
 
-    let out = app.release(&["deploy", "qa", "--dry-run", "-o", "json"]).await.assert_success();
+    let out = app
+        .release(&["deploy", "qa", "--dry-run", "-o", "json"])
+        .await
+        .assert_success();
     let plan: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(plan["outcome"], "planned");
     assert_eq!(plan["changes"].as_array().unwrap().len(), 3);
-    assert!(plan["changes"].as_array().unwrap().iter().all(|c| c["after"] == app.pinned(&head).as_str()));
+    assert!(
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["after"] == app.pinned(&head).as_str())
+    );
     let out = app.release(&["plan", "qa"]).await.assert_success();
-    assert!(out.stdout.contains("dry run, nothing changed"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("dry run, nothing changed"),
+        "{}",
+        out.stdout
+    );
 
     assert_eq!(resource_versions(&app, app.qa.name()).await, before);
     assert!(records(&app, app.qa.name()).await.is_empty());
@@ -299,5 +474,10 @@ async fn an_unknown_environment_is_a_usage_error() {
     let app = App::new("unknown", 1).await;
     let out = app.release(&["deploy", "staging"]).await;
     assert_eq!(out.code(), Some(2));
-    assert!(out.stderr.contains("unknown environment `staging`") && out.stderr.contains("known: qa, production"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unknown environment `staging`")
+            && out.stderr.contains("known: qa, production"),
+        "{}",
+        out.stderr
+    );
 }

@@ -21,7 +21,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let digest = if args.crashloop {
-        kubectl_release_tests::push_crashing_image(&args.registry, &args.repository, &args.tag).await?
+        kubectl_release_tests::push_crashing_image(&args.registry, &args.repository, &args.tag)
+            .await?
     } else {
         kubectl_release_tests::push_image(&args.registry, &args.repository, &args.tag).await?
     };

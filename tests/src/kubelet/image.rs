@@ -128,7 +128,9 @@ fn manifest_says_crashloop(manifest: &oci_client::manifest::OciManifest) -> bool
         oci_client::manifest::OciManifest::Image(m) => m.annotations.as_ref(),
         oci_client::manifest::OciManifest::ImageIndex(i) => i.annotations.as_ref(),
     };
-    annotations.and_then(|a| a.get(CRASHLOOP_ANNOTATION)).is_some_and(|v| v == "true")
+    annotations
+        .and_then(|a| a.get(CRASHLOOP_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 /// Why a pull failed, in a few words: the registry's own error messages when it gave some

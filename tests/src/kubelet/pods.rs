@@ -231,7 +231,14 @@ async fn pull_due_images(
     let now = Timestamp::now();
     for (name, image, outcome) in outcomes {
         let state = match outcome {
-            PullOutcome::Pulled { image_id, crashloop } => ImageState::Pulled { image_id, at: now, crashloop },
+            PullOutcome::Pulled {
+                image_id,
+                crashloop,
+            } => ImageState::Pulled {
+                image_id,
+                at: now,
+                crashloop,
+            },
             PullOutcome::Failed { message } => {
                 tracing::info!(pod = %pod.name_any(), %image, %message, "image pull failed");
                 // Keep the start of the failure streak: it decides ErrImagePull vs back-off.

@@ -53,7 +53,11 @@ impl Default for Timing {
 pub enum ImageState {
     /// Pulled at `at`; `image_id` as reported in `containerStatuses[].imageID`.
     /// `crashloop`: the image's manifest marks it as a build that crashes.
-    Pulled { image_id: String, at: Timestamp, crashloop: bool },
+    Pulled {
+        image_id: String,
+        at: Timestamp,
+        crashloop: bool,
+    },
     /// Every pull since `since` has failed; `message` is why the last one did.
     Failed { message: String, since: Timestamp },
 }
@@ -242,7 +246,11 @@ impl ContainerRun<'_> {
                 };
                 return (waiting(self.container, reason, Some(message), 0), None);
             }
-            Some(ImageState::Pulled { image_id, at, crashloop }) => (image_id.as_str(), *at, *crashloop),
+            Some(ImageState::Pulled {
+                image_id,
+                at,
+                crashloop,
+            }) => (image_id.as_str(), *at, *crashloop),
         };
         let start = pulled_at.max(self.not_before);
         let mut status = ContainerStatus {
