@@ -77,17 +77,40 @@ pub async fn test(global: &GlobalArgs, args: &HooksTestArgs) -> Result<ExitCode>
 ///
 /// Prints one row per hook; exit 2 if any hook fails.
 pub async fn verify(global: &GlobalArgs, config: &ReleaseConfig) -> Result<ExitCode> {
-    if config.hooks.is_empty() {
-        eprintln!("no hooks configured in {}", config.path.display());
-        return Ok(ExitCode::Ok);
-    }
     let engine = HookEngine::new(None).context("cannot start the hook sandbox")?;
     let base = config.path.parent().unwrap_or(Path::new("."));
+    let mut results: Vec<HookCheck> = Vec::new();
+    // The cluster policy of every environment first: it runs first in every release.
+    let clients = crate::kube_client::Clients::new(global);
+    let store = crate::oci_modules::ModuleStore::default_location();
+    for env in config.promotion_order() {
+        let hooks = match &clients {
+            Ok(clients) => policy_hooks(clients, env, &store).await,
+            Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        };
+        match hooks {
+            Ok(hooks) => {
+                for cfg in hooks {
+                    let mut check = verify_one(&engine, cfg, base).await?;
+                    check.source = format!("{}/{}", crate::policy::SOURCE, env.name);
+                    results.push(check);
+                }
+            }
+            Err(e) => results.push(HookCheck::unavailable(env, &format!("{e:#}"))),
+        }
+    }
     let checks = config
         .hooks
         .iter()
         .map(|cfg| verify_one(&engine, cfg.clone(), base));
-    let results: Vec<HookCheck> = futures::future::try_join_all(checks).await?;
+    results.extend(futures::future::try_join_all(checks).await?);
+    if results.is_empty() {
+        eprintln!(
+            "no hooks: none in {} and no cluster policy",
+            config.path.display()
+        );
+        return Ok(ExitCode::Ok);
+    }
 
     output::emit(global.output, &results, || render_checks(&results))?;
     let failed: Vec<&HookCheck> = results.iter().filter(|r| !r.ok()).collect();
@@ -96,19 +119,31 @@ pub async fn verify(global: &GlobalArgs, config: &ReleaseConfig) -> Result<ExitC
     }
     let details: Vec<String> = failed.iter().filter_map(|r| r.problem()).collect();
     Err(Failure::usage(format!(
-        "{} of {} hooks in {} failed verification:\n  {}",
+        "{} of {} hooks failed verification:\n  {}",
         failed.len(),
         results.len(),
-        config.path.display(),
         details.join("\n  ")
     ))
     .into())
+}
+
+/// The cluster policy hooks of `env`, their modules fetched and verified.
+async fn policy_hooks(
+    clients: &crate::kube_client::Clients,
+    env: &crate::config::Environment,
+    store: &crate::oci_modules::ModuleStore,
+) -> Result<Vec<HookConfig>> {
+    let target = clients.target(env).await?;
+    let hooks = crate::policy::load_for(&target).await?;
+    crate::policy::fetch_modules(&hooks, store).await
 }
 
 /// The result of verifying one hook.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct HookCheck {
+    /// `app`, or `cluster-policy/<environment>`.
+    source: String,
     hook: String,
     module: String,
     /// The module's actual sha256, when it could be read.
@@ -120,6 +155,9 @@ struct HookCheck {
     /// The hook's answer to `validate-settings`, if it was loaded.
     #[serde(skip_serializing_if = "Option::is_none")]
     settings: Option<SettingsCheck>,
+    /// A problem before any module could be loaded (the cluster policy could not be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -131,8 +169,23 @@ enum SettingsCheck {
 }
 
 impl HookCheck {
+    /// A row for an environment whose cluster policy could not be read or fetched.
+    fn unavailable(env: &crate::config::Environment, error: &str) -> HookCheck {
+        HookCheck {
+            source: format!("{}/{}", crate::policy::SOURCE, env.name),
+            hook: "(policy)".into(),
+            module: "-".into(),
+            sha256: None,
+            load_error: None,
+            settings: None,
+            error: Some(error.to_string()),
+        }
+    }
+
     fn ok(&self) -> bool {
-        self.load_error.is_none() && matches!(self.settings, Some(SettingsCheck::Valid))
+        self.error.is_none()
+            && self.load_error.is_none()
+            && matches!(self.settings, Some(SettingsCheck::Valid))
     }
 
     fn pin_cell(&self) -> String {
@@ -153,6 +206,9 @@ impl HookCheck {
     }
 
     fn problem(&self) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(format!("{}: {e}", self.source));
+        }
         if let Some(e) = &self.load_error {
             return Some(e.to_string());
         }
@@ -193,6 +249,7 @@ async fn verify_one(engine: &HookEngine, cfg: HookConfig, base: &Path) -> Result
         Err(_) => None,
     };
     Ok(HookCheck {
+        source: "app".into(),
         hook: name,
         module,
         sha256,
@@ -206,6 +263,7 @@ async fn verify_one(engine: &HookEngine, cfg: HookConfig, base: &Path) -> Result
             },
             Err(error) => SettingsCheck::Error { error },
         }),
+        error: None,
     })
 }
 
@@ -214,14 +272,19 @@ fn render_checks(results: &[HookCheck]) -> String {
         .iter()
         .map(|r| {
             vec![
+                r.source.clone(),
                 r.hook.clone(),
                 r.module.clone(),
-                r.pin_cell(),
+                if r.error.is_some() {
+                    "error".into()
+                } else {
+                    r.pin_cell()
+                },
                 r.settings_cell(),
             ]
         })
         .collect();
-    output::table(&["HOOK", "MODULE", "PIN", "SETTINGS"], &rows)
+    output::table(&["SOURCE", "HOOK", "MODULE", "PIN", "SETTINGS"], &rows)
 }
 
 fn render_response(hook: &str, response: &HookResponse) -> String {
