@@ -409,6 +409,7 @@ mod tests {
     #[test]
     fn verify_cells() {
         let check = HookCheck {
+            source: "app".into(),
             hook: "h".into(),
             module: "hooks/h.wasm".into(),
             sha256: Some("ab".into()),
@@ -419,6 +420,7 @@ mod tests {
                 actual: "ab".into(),
             }),
             settings: None,
+            error: None,
         };
         assert_eq!(
             (check.pin_cell(), check.settings_cell()),
