@@ -5,7 +5,7 @@
 //! approvers can, deployers cannot. An approval is bound to the digests, not to a tag or a
 //! commit: a rebuilt image needs a new approval.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -159,22 +159,59 @@ impl Approvals {
         }
     }
 
-    /// Waits until an approval of this app and environment is added or changed, or `patience`
-    /// runs out (returns false). Watch-driven.
-    pub async fn wait_for_change(&self, patience: Duration) -> bool {
+    /// The names and versions of the recorded approvals: what a later [`Approvals::wait_for_change`]
+    /// compares with. Take it *before* judging the approvals, so that one recorded in between
+    /// is not missed.
+    pub async fn snapshot(&self) -> Result<BTreeSet<(String, String)>> {
+        match self
+            .api
+            .list(&ListParams::default().labels(&self.selector()))
+            .await
+        {
+            Ok(list) => Ok(list.items.iter().map(version_of).collect()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(BTreeSet::new()),
+            Err(e) => Err(e).context("cannot list approvals"),
+        }
+    }
+
+    /// Waits until the approvals differ from `seen` (one added, changed or removed), or
+    /// `patience` runs out (returns false). Watch-driven.
+    pub async fn wait_for_change(
+        &self,
+        seen: &BTreeSet<(String, String)>,
+        patience: Duration,
+    ) -> bool {
         let config = watcher::Config::default().labels(&self.selector());
         let mut events = watcher::watcher(self.api.clone(), config).boxed();
         let changed = async {
+            let mut listing = BTreeSet::new();
             while let Some(event) = events.next().await {
-                // The initial listing replays what exists; only a new or changed one counts.
-                if let Ok(watcher::Event::Apply(_)) = event {
-                    return;
+                match event {
+                    Ok(watcher::Event::Init) => listing.clear(),
+                    Ok(watcher::Event::InitApply(cm)) => {
+                        listing.insert(version_of(&cm));
+                    }
+                    // The first listing tells whether anything changed since the snapshot.
+                    Ok(watcher::Event::InitDone) if listing != *seen => return,
+                    Ok(watcher::Event::Apply(cm) | watcher::Event::Delete(cm))
+                        if !seen.contains(&version_of(&cm)) =>
+                    {
+                        return;
+                    }
+                    _ => {}
                 }
             }
             std::future::pending::<()>().await
         };
         tokio::time::timeout(patience, changed).await.is_ok()
     }
+}
+
+fn version_of(cm: &ConfigMap) -> (String, String) {
+    (
+        cm.metadata.name.clone().unwrap_or_default(),
+        cm.metadata.resource_version.clone().unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

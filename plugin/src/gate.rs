@@ -2,8 +2,6 @@
 //! the sandbox, and turns their verdicts into a decision. Hooks never call back into the host,
 //! so everything they could need is gathered here first — and only when a hook will run.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context, Result};
 use hooks_sdk::{Approval, HookRequest, Phase};
 use k8s_openapi::api::core::v1::Pod;
@@ -300,35 +298,8 @@ pub fn running_containers(
 ) -> Vec<hooks_sdk::RunningContainer> {
     let mut out = Vec::new();
     for w in live {
-        let selector: BTreeMap<String, String> = w
-            .object
-            .data
-            .pointer("/spec/selector/matchLabels")
-            .and_then(|m| serde_json::from_value(m.clone()).ok())
-            .unwrap_or_default();
-        let mine: Vec<&Pod> = if selector.is_empty() {
-            Vec::new()
-        } else {
-            pods.iter()
-                .filter(|p| {
-                    let labels = p.metadata.labels.clone().unwrap_or_default();
-                    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-                })
-                .collect()
-        };
         for c in w.app_containers(repository) {
-            let mut digests: Vec<String> = mine
-                .iter()
-                .filter_map(|p| p.status.as_ref())
-                .flat_map(|s| {
-                    s.container_statuses
-                        .iter()
-                        .flatten()
-                        .chain(s.init_container_statuses.iter().flatten())
-                })
-                .filter(|cs| cs.name == c.name)
-                .filter_map(|cs| cs.image_id.rsplit_once('@').map(|(_, d)| d.to_string()))
-                .collect();
+            let mut digests = w.pod_digests(pods, &c.name);
             // A CronJob has no pods between runs: the digest its spec pins is what it runs.
             if !w.id.kind.has_rollout()
                 && let Some(pinned) = crate::registry::ImageRef::parse(&c.image).digest

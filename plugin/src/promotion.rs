@@ -28,7 +28,7 @@ pub fn source_images(
         }
         for c in w.app_containers(repository) {
             let image = if w.id.kind.has_rollout() {
-                let digests = pod_digests(w, pods, &c.name);
+                let digests = w.pod_digests(pods, &c.name);
                 match digests.as_slice() {
                     [one] => pinned(repository, one),
                     [] => {
@@ -62,31 +62,6 @@ pub fn source_images(
         }
     }
     Ok(out)
-}
-
-/// Distinct digests the workload's pods report for one container, from `imageID`.
-fn pod_digests(w: &Workload, pods: &[Pod], container: &str) -> Vec<String> {
-    let selector: BTreeMap<String, String> = w
-        .object
-        .data
-        .pointer("/spec/selector/matchLabels")
-        .and_then(|m| serde_json::from_value(m.clone()).ok())
-        .unwrap_or_default();
-    let mut digests: Vec<String> = pods
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            let labels = p.metadata.labels.clone().unwrap_or_default();
-            !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-        })
-        .filter_map(|p| p.status.as_ref())
-        .flat_map(|s| s.container_statuses.iter().flatten())
-        .filter(|cs| cs.name == container)
-        .filter_map(|cs| cs.image_id.rsplit_once('@').map(|(_, d)| d.to_string()))
-        .collect();
-    digests.sort();
-    digests.dedup();
-    digests
 }
 
 #[cfg(test)]

@@ -52,6 +52,26 @@ pub struct Context<'a> {
     pub gate: Gate<'a>,
 }
 
+impl<'a> Context<'a> {
+    /// Who is releasing into `target`, and its hooks loaded and verified.
+    pub async fn prepare(
+        global: &'a GlobalArgs,
+        config: &'a ReleaseConfig,
+        clients: &'a crate::kube_client::Clients,
+        target: &'a EnvTarget,
+    ) -> Result<Context<'a>> {
+        let actor = crate::identity::whoami(target).await;
+        let gate = Gate::load(config, clients, target, &actor).await?;
+        Ok(Context {
+            global,
+            config,
+            target,
+            actor,
+            gate,
+        })
+    }
+}
+
 /// What `deploy`/`promote`/`rollback` print: on stdout in every outcome, so CI gets one
 /// document whatever happened. This is the stable `-o json` shape.
 #[derive(Debug, Serialize)]
@@ -159,7 +179,13 @@ pub async fn run(
     let apis = ServerApis::discover(client)
         .await
         .with_context(|| format!("cannot reach the API server of {target}"))?;
+    let approvals = crate::approvals::Approvals::new(target, &cfg.app);
     loop {
+        // Taken before the hooks judge the approvals: one recorded meanwhile counts as a change.
+        let seen = match deadline {
+            Some(_) => approvals.snapshot().await?,
+            None => Default::default(),
+        };
         // The lock comes first so the plan, the hooks and the patch all see one state.
         let lock = if opts.dry_run {
             None
@@ -189,11 +215,7 @@ pub async fn run(
                 failure.message,
                 humantime::format_duration(round_secs(left))
             ));
-            if !left.is_zero()
-                && crate::approvals::Approvals::new(target, &cfg.app)
-                    .wait_for_change(left)
-                    .await
-            {
+            if !left.is_zero() && approvals.wait_for_change(&seen, left).await {
                 continue;
             }
         }

@@ -108,29 +108,64 @@ pub async fn apply(
             .filter(|c| c.init)
             .map(|c| c.name)
             .collect();
-        let rv = if check_version {
-            w.resource_version()
-        } else {
-            None
-        };
-        let patch = image_patch(w.id.kind, rv, mine, &init, stamp);
         let api = apis.api(client, namespace, w.id.kind);
-        let object = api
-            .patch(&w.id.name, &params, &Patch::Strategic(&patch))
-            .await
-            .map_err(|e| match e {
-                kube::Error::Api(s) if s.code == 409 => anyhow::anyhow!(
-                    "{} changed while this release was being prepared (someone else edited it); run again",
-                    w.id
-                ),
-                e => anyhow::Error::new(e).context(format!("cannot patch {}", w.id)),
-            })?;
+        let mut current = w.clone();
+        let mut attempts = 0;
+        let object = loop {
+            let rv = if check_version {
+                current.resource_version()
+            } else {
+                None
+            };
+            let patch = image_patch(w.id.kind, rv, mine, &init, stamp);
+            match api
+                .patch(&w.id.name, &params, &Patch::Strategic(&patch))
+                .await
+            {
+                Ok(object) => break object,
+                // A conflict only says the object moved on; its status moves all the time (pods
+                // becoming ready). If its spec is still the one we planned against — same
+                // generation, same images — patch again against the new version; otherwise
+                // someone else changed it and the plan no longer holds.
+                Err(kube::Error::Api(s)) if s.code == 409 && attempts < 5 => {
+                    attempts += 1;
+                    let fresh = Workload {
+                        id: w.id.clone(),
+                        object: api.get(&w.id.name).await?,
+                    };
+                    if !same_spec(w, &fresh, mine) {
+                        anyhow::bail!(
+                            "{} was changed by someone else while this release was being prepared; run again",
+                            w.id
+                        );
+                    }
+                    current = fresh;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("cannot patch {}", w.id)));
+                }
+            }
+        };
         patched.push(Workload {
             id: w.id.clone(),
             object,
         });
     }
     Ok(patched)
+}
+
+/// Whether `fresh` still has the spec the plan was made from: the same generation and, for the
+/// planned containers, the same images as before.
+fn same_spec(planned: &Workload, fresh: &Workload, changes: &[&ContainerChange]) -> bool {
+    let images: BTreeMap<String, String> = fresh
+        .containers()
+        .into_iter()
+        .map(|c| (c.name, c.image))
+        .collect();
+    planned.object.metadata.generation == fresh.object.metadata.generation
+        && changes
+            .iter()
+            .all(|c| images.get(&c.container) == Some(&c.before))
 }
 
 /// How a workload's rollout stands.
@@ -456,6 +491,29 @@ mod tests {
             rollout_state(Kind::StatefulSet, &with_status(Kind::StatefulSet, 1, 2, s)),
             RolloutState::Complete
         );
+    }
+
+    #[test]
+    fn a_status_only_change_keeps_the_plan_and_a_spec_change_breaks_it() {
+        let planned = workload(Kind::Deployment, "web", &[("web", "r/web@sha256:a")]);
+        let change = ContainerChange {
+            workload: planned.id.clone(),
+            container: "web".into(),
+            before: "r/web@sha256:a".into(),
+            after: "r/web@sha256:b".into(),
+        };
+        // Pods became ready: new resourceVersion, same generation and images.
+        let mut status_moved = planned.clone();
+        status_moved.object.metadata.resource_version = Some("2".into());
+        status_moved.object.data["status"] = json!({"readyReplicas": 3});
+        assert!(same_spec(&planned, &status_moved, &[&change]));
+        // Someone set another image: the plan no longer holds.
+        let edited = workload(Kind::Deployment, "web", &[("web", "r/web:hotfix")]);
+        assert!(!same_spec(&planned, &edited, &[&change]));
+        // Someone scaled it (a spec change): generation moved on.
+        let mut scaled = planned.clone();
+        scaled.object.metadata.generation = Some(7);
+        assert!(!same_spec(&planned, &scaled, &[&change]));
     }
 
     #[test]

@@ -141,6 +141,48 @@ impl Workload {
         self.object.metadata.resource_version.as_deref()
     }
 
+    /// Whether `pod` is one of this workload's, by `spec.selector.matchLabels`. A workload
+    /// without a selector (a CronJob) owns no pods directly.
+    pub fn owns(&self, pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+        let Some(selector) = self
+            .object
+            .data
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+        else {
+            return false;
+        };
+        let labels = pod.metadata.labels.as_ref();
+        !selector.is_empty()
+            && selector
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)).map(String::as_str) == v.as_str())
+    }
+
+    /// The distinct digests this workload's live pods report for `container` (from `imageID`).
+    pub fn pod_digests(
+        &self,
+        pods: &[k8s_openapi::api::core::v1::Pod],
+        container: &str,
+    ) -> Vec<String> {
+        let mut digests: Vec<String> = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && self.owns(p))
+            .filter_map(|p| p.status.as_ref())
+            .flat_map(|s| {
+                s.container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.init_container_statuses.iter().flatten())
+            })
+            .filter(|cs| cs.name == container)
+            .filter_map(|cs| cs.image_id.rsplit_once('@').map(|(_, d)| d.to_string()))
+            .collect();
+        digests.sort();
+        digests.dedup();
+        digests
+    }
+
     /// The pod label selector (`spec.selector.matchLabels`) as a selector string.
     pub fn pod_selector(&self) -> Option<String> {
         let labels = self

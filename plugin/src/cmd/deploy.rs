@@ -5,7 +5,6 @@ use anyhow::Result;
 use crate::cli::{DeployArgs, GlobalArgs};
 use crate::config::ReleaseConfig;
 use crate::exit::{ExitCode, Failure};
-use crate::gate::Gate;
 use crate::git::{self, CommitSha};
 use crate::kube_client::Clients;
 use crate::plan::ReleaseKind;
@@ -55,15 +54,7 @@ pub async fn run(
 
     let clients = Clients::new(global)?;
     let target = clients.target(env).await?;
-    let actor = crate::identity::whoami(&target).await;
-    let gate = Gate::load(cfg, &clients, &target, &actor).await?;
-    let ctx = release::Context {
-        global,
-        config: cfg,
-        target: &target,
-        actor,
-        gate,
-    };
+    let ctx = release::Context::prepare(global, cfg, &clients, &target).await?;
     let intent = Intent {
         kind: ReleaseKind::Deploy,
         image_tag: Some(format!("{}:{commit}", cfg.image)),

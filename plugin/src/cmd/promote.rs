@@ -12,7 +12,6 @@ use serde::Serialize;
 use crate::cli::{GlobalArgs, PromoteArgs};
 use crate::config::{self, Environment, ReleaseConfig};
 use crate::exit::{ExitCode, Failure};
-use crate::gate::Gate;
 use crate::git::CommitSha;
 use crate::kube_client::Clients;
 use crate::output;
@@ -79,15 +78,7 @@ async fn promote(
     let source = source_state(cfg, &clients, from).await?;
 
     let target = clients.target(to).await?;
-    let actor = crate::identity::whoami(&target).await;
-    let gate = Gate::load(cfg, &clients, &target, &actor).await?;
-    let ctx = release::Context {
-        global,
-        config: cfg,
-        target: &target,
-        actor,
-        gate,
-    };
+    let ctx = release::Context::prepare(global, cfg, &clients, &target).await?;
     let intent = Intent {
         kind: ReleaseKind::Promote,
         commit: source.commit,

@@ -5,7 +5,6 @@ use anyhow::Result;
 use crate::cli::{GlobalArgs, RollbackArgs};
 use crate::config::ReleaseConfig;
 use crate::exit::{ExitCode, Failure};
-use crate::gate::Gate;
 use crate::kube_client::Clients;
 use crate::plan::ReleaseKind;
 use crate::records::{self, Outcome, Records};
@@ -42,15 +41,7 @@ pub async fn run(
         tracing::warn!(revision = chosen.revision, outcome = %chosen.outcome, "rolling back to a revision that did not succeed");
     }
 
-    let actor = crate::identity::whoami(&target).await;
-    let gate = Gate::load(cfg, &clients, &target, &actor).await?;
-    let ctx = release::Context {
-        global,
-        config: cfg,
-        target: &target,
-        actor,
-        gate,
-    };
+    let ctx = release::Context::prepare(global, cfg, &clients, &target).await?;
     let intent = Intent {
         kind: ReleaseKind::Rollback,
         commit: chosen.commit.clone(),
