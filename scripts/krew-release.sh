@@ -9,6 +9,7 @@
 # `kubectl-release` and LICENSE. Linux targets use the Rust toolchain (plus gcc-aarch64-linux-gnu
 # for arm64); darwin targets need cargo-zigbuild and zig (`pip install ziglang`).
 set -euo pipefail
+shopt -s inherit_errexit   # a failed build inside $(build …) must stop the release
 cd "$(dirname "$0")/.."
 
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -37,11 +38,13 @@ build() {
         cargo build --locked --release -p kubectl-release --target "$target" ;;
     darwin/*) cargo zigbuild --locked --release -p kubectl-release --target "$target" ;;
   esac
+  local binary="target/$target/release/kubectl-release"
+  [ -x "$binary" ] || { echo "krew-release: $binary was not built" >&2; exit 1; }
   local os=${platform%/*} arch=${platform#*/}
   local archive=dist/kubectl-release_${VERSION}_${os}_${arch}.tar.gz
   local stage
   stage=$(mktemp -d)
-  cp "target/$target/release/kubectl-release" LICENSE "$stage/"
+  cp "$binary" LICENSE "$stage/"
   # Reproducible archives: fixed order, owner and time, so the same binary gives the same sha256.
   tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$stage" -cf - kubectl-release LICENSE | gzip -n >"$archive"
   rm -rf "$stage"
