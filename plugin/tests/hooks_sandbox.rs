@@ -343,6 +343,29 @@ fn a_response_larger_than_the_limit_is_refused_even_if_the_hook_exits_0() {
 }
 
 #[test]
+fn a_response_of_exactly_the_limit_is_accepted() {
+    let fx = Fixture::new();
+    let response = r#"{"allowed":true}"#;
+    let exact = HookLimits {
+        max_output_bytes: response.len() as u64,
+        ..limits()
+    };
+    assert!(
+        fx.check("exact", &writer(response, "", None), exact)
+            .unwrap()
+            .allowed
+    );
+    let one_less = HookLimits {
+        max_output_bytes: response.len() as u64 - 1,
+        ..limits()
+    };
+    let err = fx
+        .check("over", &writer(response, "", None), one_less)
+        .unwrap_err();
+    assert!(matches!(err, HookError::OutputTooLarge { .. }), "{err}");
+}
+
+#[test]
 fn no_file_can_be_opened() {
     let fx = Fixture::new();
     let err = fx.check("open", OPEN_FILE, limits()).unwrap_err();

@@ -168,11 +168,7 @@ fn run_in_store(pre: &InstancePre<SandboxState>, spec: RunSpec) -> Result<RunOut
         limits,
     } = spec;
     let started = Instant::now();
-    // One more byte than allowed, so that "exactly the limit" and "over it" can be told apart.
-    let stdout = CappedPipe::new(
-        usize_limit(limits.max_output_bytes).saturating_add(1),
-        OnOverflow::Fail,
-    );
+    let stdout = CappedPipe::new(usize_limit(limits.max_output_bytes), OnOverflow::Fail);
     let stderr = CappedPipe::new(usize_limit(limits.max_log_bytes), OnOverflow::Truncate);
 
     // No preopens, no env, no network: WasiCtxBuilder starts with none of them.
