@@ -8,6 +8,18 @@ use crate::kube_client::EnvTarget;
 use crate::records::Actor;
 
 pub async fn whoami(target: &EnvTarget) -> Actor {
+    // Asked once per context and process: `promote --all` would otherwise ask for every app.
+    static KNOWN: std::sync::Mutex<Vec<(String, Actor)>> = std::sync::Mutex::new(Vec::new());
+    let key = format!("{}@{}", target.context, target.server);
+    if let Some((_, actor)) = KNOWN.lock().unwrap().iter().find(|(k, _)| *k == key) {
+        return actor.clone();
+    }
+    let actor = ask(target).await;
+    KNOWN.lock().unwrap().push((key, actor.clone()));
+    actor
+}
+
+async fn ask(target: &EnvTarget) -> Actor {
     for version in ["v1", "v1beta1", "v1alpha1"] {
         let body = json!({"apiVersion": format!("authentication.k8s.io/{version}"), "kind": "SelfSubjectReview"});
         let Ok(request) = http::Request::post(format!(

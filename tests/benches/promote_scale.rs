@@ -28,8 +28,10 @@
 //! - kubectl's own in the baseline: `-v=6` logs one line per request.
 //! - everything the API server served meanwhile: `apiserver_request_total` from `/metrics`
 //!   before and after (a request counts when it ends, so open controller watches do not), minus
-//!   the idle rate (controllers, fake kubelet heartbeats) measured over `BENCH_IDLE_SECS` right
-//!   after setup and scaled to the run's length. This includes the controllers' and the fake
+//!   the idle rate (controllers, fake kubelet heartbeats) scaled to the run's length. The idle
+//!   rate is measured over `BENCH_IDLE_SECS` after setup and again at the end; the summary
+//!   subtracts the lower one (right after a big setup the controllers may still be catching up)
+//!   and also shows the uncorrected figures. This includes the controllers' and the fake
 //!   kubelet's work for the rollouts, which is the same for both sides.
 //!
 //! ```sh
@@ -310,11 +312,10 @@ async fn bench(env: &'static TestEnv, tools: &Tools, cfg: &BenchConfig) -> Resul
         .await
         .assert_success();
 
-    // What the cluster asks of itself with nothing going on.
-    let idle_before = scrape(env).await?;
-    tokio::time::sleep(cfg.idle).await;
-    let idle_after = scrape(env).await?;
-    let idle_rate = (total(&idle_after) - total(&idle_before)) / cfg.idle.as_secs_f64();
+    // What the cluster asks of itself with nothing going on (again at the end: right after a
+    // big setup the controllers may still be catching up, which would inflate this one).
+    tokio::time::sleep(SETTLE).await;
+    let idle_rate = measure_idle(env, cfg.idle).await?;
     println!(
         "  idle: the API server served {idle_rate:.1} requests/s over {} s with nothing going on (controllers, fake kubelet); subtracted below",
         cfg.idle.as_secs()
@@ -344,6 +345,11 @@ async fn bench(env: &'static TestEnv, tools: &Tools, cfg: &BenchConfig) -> Resul
     reset_production(&admin, &apps, cfg).await?;
     tokio::time::sleep(SETTLE).await;
     let baseline = baseline(env, tools, &admin, &apps, cfg, idle_rate).await?;
+    tokio::time::sleep(SETTLE).await;
+    let idle_end = measure_idle(env, cfg.idle).await?;
+    // The lower of the two is the better estimate of steady background traffic.
+    let idle = idle_rate.min(idle_end);
+    let corrected = |raw: f64, measured: Duration| raw - idle * measured.as_secs_f64();
 
     let n = apps.len() as f64;
     println!(
@@ -363,8 +369,8 @@ async fn bench(env: &'static TestEnv, tools: &Tools, cfg: &BenchConfig) -> Resul
             r.wall.as_secs_f64() / baseline.wall.as_secs_f64(),
             r.cpu.map_or("n/a".into(), |c| format!("{c:.1} s")),
             r.own_requests as f64 / n,
-            r.server_requests / n,
-            baseline.server_requests / n,
+            corrected(r.server_raw, r.measured) / n,
+            corrected(baseline.server_raw, baseline.measured) / n,
             baseline.own_requests as f64 / n,
         );
     }
@@ -388,7 +394,15 @@ async fn bench(env: &'static TestEnv, tools: &Tools, cfg: &BenchConfig) -> Resul
         "requests: plugin's own = one kube-rs `requesting` debug line per HTTP request (retries included); kubectl's own = -v=6 lines;"
     );
     println!(
-        "          API server total = apiserver_request_total delta minus {idle_rate:.1}/s idle rate x duration (controllers + fake kubelet work included, same for both sides)"
+        "          API server total = apiserver_request_total delta minus {idle:.1}/s idle rate x duration (controllers + fake kubelet work included, same for both sides);"
+    );
+    println!(
+        "          idle rate = the lower of {idle_rate:.1}/s (after setup) and {idle_end:.1}/s (at the end); uncorrected: plugin {}, baseline {:.1} per workload",
+        runs.iter()
+            .map(|r| format!("{:.1}", r.server_raw / n))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        baseline.server_raw / n
     );
     println!(
         "rerun: BENCH_APPS={} BENCH_CONCURRENCY={} {RERUN}   (or: bash tests/bench-promote-scale.sh {} {})",
@@ -621,7 +635,9 @@ struct PluginRun {
     max_rss_kb: Option<u64>,
     cpu: Option<f64>,
     own_requests: usize,
-    server_requests: f64,
+    /// apiserver_request_total delta over `measured`, not corrected for idle traffic.
+    server_raw: f64,
+    measured: Duration,
 }
 
 async fn promote_all(
@@ -736,7 +752,7 @@ async fn promote_all(
         hooks.0, hooks.1, hooks.2
     );
     println!(
-        "  API server: {:.0} requests beyond idle during the run = {:.1} per workload (the plugin's {} plus the controllers' and the fake kubelet's for the rollouts)",
+        "  API server: {:.0} requests beyond idle (rate after setup) during the run = {:.1} per workload (the plugin's {} plus the controllers' and the fake kubelet's for the rollouts)",
         server_requests,
         server_requests / apps.len() as f64,
         log.requests
@@ -749,7 +765,8 @@ async fn promote_all(
         max_rss_kb,
         cpu,
         own_requests: log.requests,
-        server_requests,
+        server_raw: total(&after) - total(&before),
+        measured,
     })
 }
 
@@ -1154,7 +1171,8 @@ fn classify(method: &str, url: &str) -> Request {
 struct BaselineRun {
     wall: Duration,
     own_requests: usize,
-    server_requests: f64,
+    server_raw: f64,
+    measured: Duration,
 }
 
 async fn baseline(
@@ -1268,7 +1286,7 @@ async fn baseline(
         }
     );
     println!(
-        "  API server: {server_requests:.0} requests beyond idle during the run = {:.1} per workload",
+        "  API server: {server_requests:.0} requests beyond idle (rate after setup) during the run = {:.1} per workload",
         server_requests / n
     );
     print_top_delta(&before, &after, 8);
@@ -1276,7 +1294,8 @@ async fn baseline(
     Ok(BaselineRun {
         wall,
         own_requests,
-        server_requests,
+        server_raw: total(&after) - total(&before),
+        measured,
     })
 }
 
@@ -1356,6 +1375,14 @@ async fn scrape(env: &TestEnv) -> Result<BTreeMap<String, f64>> {
         *counts.entry(key).or_default() += value;
     }
     Ok(counts)
+}
+
+/// Requests per second the API server serves while nothing is going on.
+async fn measure_idle(env: &TestEnv, over: Duration) -> Result<f64> {
+    let before = scrape(env).await?;
+    tokio::time::sleep(over).await;
+    let after = scrape(env).await?;
+    Ok((total(&after) - total(&before)) / over.as_secs_f64().max(0.001))
 }
 
 fn total(counts: &BTreeMap<String, f64>) -> f64 {

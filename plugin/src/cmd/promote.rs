@@ -156,9 +156,13 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode
                 },
             }
         })
-        .buffered(usize::from(args.concurrency))
+        // Unordered: an app that finishes frees its slot at once instead of waiting behind a
+        // slower one; the summary is sorted back into config order below.
+        .buffer_unordered(usize::from(args.concurrency))
         .collect()
         .await;
+    let mut results = results;
+    results.sort_by(|a, b| a.config.cmp(&b.config));
     output::emit(global.output, &results, || {
         let rows: Vec<Vec<String>> = results
             .iter()
