@@ -88,6 +88,26 @@ fn hooks(c: &mut Criterion) {
         group.finish();
     }
 
+    // What three hooks add to a release with a warm cache: each loaded from the cache, its
+    // settings validated (as a release does when it loads its hooks), then its check run.
+    let mut group = c.benchmark_group("release");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
+    let requests: Vec<HookRequest> = HOOKS.iter().map(|h| request(h)).collect();
+    group.bench_function("three-hooks-warm-cache", |b| {
+        b.iter(|| {
+            for (hook, req) in HOOKS.iter().zip(&requests) {
+                let loaded = cached
+                    .load_unpinned(hook, &module_path(hook), limits)
+                    .unwrap();
+                loaded.validate_settings(&req.settings).unwrap();
+                assert!(loaded.check(req).unwrap().allowed);
+            }
+        })
+    });
+    group.finish();
+
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.wasm");
     std::fs::write(
