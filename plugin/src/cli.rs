@@ -115,28 +115,6 @@ pub enum Command {
     Policy(PolicyCommand),
 }
 
-impl Command {
-    /// The verb's name as the user typed it, for messages.
-    pub fn verb(&self) -> &'static str {
-        match self {
-            Command::Deploy(_) => "deploy",
-            Command::Promote(_) => "promote",
-            Command::Approve(_) => "approve",
-            Command::Approvals(_) => "approvals",
-            Command::Status(_) => "status",
-            Command::Where(_) => "where",
-            Command::History(_) => "history",
-            Command::Rollback(_) => "rollback",
-            Command::Plan(_) => "plan",
-            Command::Hooks(HooksCommand::Test(_)) => "hooks test",
-            Command::Hooks(HooksCommand::Verify) => "hooks verify",
-            Command::Hooks(HooksCommand::Push(_)) => "hooks push",
-            Command::Hooks(HooksCommand::Pull(_)) => "hooks pull",
-            Command::Policy(PolicyCommand::Show(_)) => "policy show",
-        }
-    }
-}
-
 /// How to wait for a rollout; shared by every verb that changes workloads.
 #[derive(Debug, Args, Clone)]
 pub struct RolloutArgs {

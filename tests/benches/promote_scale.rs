@@ -188,30 +188,8 @@ struct Tools {
 
 impl Tools {
     fn find() -> Result<Tools> {
-        let plugin = match std::env::var_os("KUBECTL_RELEASE_BIN") {
-            Some(path) => PathBuf::from(path),
-            None => {
-                // target/<profile>/deps/<this bench> → target/
-                let exe = std::env::current_exe()?;
-                let target = exe
-                    .ancestors()
-                    .nth(3)
-                    .context("the bench binary is not in target/<profile>/deps")?;
-                ["release", "debug"]
-                    .iter()
-                    .map(|profile| target.join(profile).join("kubectl-release"))
-                    .find(|p| p.is_file())
-                    .with_context(|| format!("no kubectl-release in {0}/release or {0}/debug: `cargo build --release -p kubectl-release`", target.display()))?
-            }
-        };
-        ensure!(plugin.is_file(), "{} is not a file", plugin.display());
-        let kubectl = std::env::var_os("KUBECTL")
-            .map_or_else(|| PathBuf::from("/usr/bin/kubectl"), PathBuf::from);
-        ensure!(
-            kubectl.is_file(),
-            "{} is not a file (set KUBECTL)",
-            kubectl.display()
-        );
+        let plugin = kubectl_release_tests::bench::measured_plugin()?;
+        let kubectl = kubectl_release_tests::bench::kubectl_bin()?;
         let time = Some(PathBuf::from("/usr/bin/time")).filter(|p| p.is_file());
         let log_dir = std::env::var_os("BENCH_PLUGIN_LOG").map(PathBuf::from);
         if let Some(dir) = &log_dir {
@@ -229,22 +207,7 @@ impl Tools {
     }
 
     fn describe(&self) -> String {
-        let profile = if self.plugin.components().any(|c| c.as_os_str() == "debug") {
-            " (DEBUG build: numbers are not fair; `cargo build --release -p kubectl-release`)"
-        } else {
-            ""
-        };
-        let age = std::fs::metadata(&self.plugin)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .map_or(String::new(), |d| {
-                format!(
-                    ", built {} ago",
-                    humantime::format_duration(Duration::from_secs(d.as_secs()))
-                )
-            });
-        format!("{}{age}{profile}", self.plugin.display())
+        kubectl_release_tests::bench::describe_binary(&self.plugin)
     }
 }
 

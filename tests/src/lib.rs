@@ -17,6 +17,7 @@
 //! Start and stop the same environment by hand with `tests/testenv/testenv.sh up|down DIR`.
 
 pub mod app;
+pub mod bench;
 pub mod env;
 pub mod git;
 pub mod kubelet;
