@@ -481,3 +481,49 @@ async fn an_unknown_environment_is_a_usage_error() {
         out.stderr
     );
 }
+
+#[tokio::test]
+async fn kubectl_finds_the_plugin_and_shows_every_verb_and_the_exit_codes() {
+    let plugin_dir = kubectl_release_tests::plugin_bin()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        plugin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = tokio::process::Command::new("kubectl");
+    cmd.args(["release", "--help"]).env("PATH", path);
+    let out = kubectl_release_tests::run(&mut cmd).await.assert_success();
+    for verb in [
+        "deploy",
+        "promote",
+        "approve",
+        "approvals",
+        "status",
+        "where",
+        "history",
+        "rollback",
+        "plan",
+        "hooks",
+        "policy",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l.trim_start().starts_with(verb)),
+            "no `{verb}` in:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains("Usage: kubectl release"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("7  locked by another release in progress"),
+        "{}",
+        out.stdout
+    );
+}
