@@ -86,11 +86,6 @@ impl<'a> Gate<'a> {
         })
     }
 
-    /// Every loaded hook, the cluster policy's first.
-    pub fn hooks(&self) -> impl Iterator<Item = &LoadedHook> {
-        self.policy_hooks.iter().chain(&self.app_hooks)
-    }
-
     /// Runs the pre-phase hooks of `intent`'s kind; also returns the approvals they were shown.
     pub async fn pre_phase(
         &self,
@@ -203,11 +198,7 @@ impl<'a> Gate<'a> {
             },
             now: jiff::Timestamp::now().to_string(),
             release: hooks_sdk::Release {
-                kind: match intent.kind {
-                    ReleaseKind::Deploy => hooks_sdk::ReleaseKind::Deploy,
-                    ReleaseKind::Promote => hooks_sdk::ReleaseKind::Promote,
-                    ReleaseKind::Rollback => hooks_sdk::ReleaseKind::Rollback,
-                },
+                kind: intent.kind,
                 revision: Some(revision),
                 commit: intent.commit.as_ref().map(ToString::to_string),
                 target_environment: self.target.env.name.clone(),
@@ -334,11 +325,7 @@ fn summary(r: &Release) -> hooks_sdk::ReleaseSummary {
             crate::records::Outcome::Failed => hooks_sdk::ReleaseOutcome::Failed,
             crate::records::Outcome::RolledBack => hooks_sdk::ReleaseOutcome::RolledBack,
         },
-        kind: match r.kind {
-            ReleaseKind::Deploy => hooks_sdk::ReleaseKind::Deploy,
-            ReleaseKind::Promote => hooks_sdk::ReleaseKind::Promote,
-            ReleaseKind::Rollback => hooks_sdk::ReleaseKind::Rollback,
-        },
+        kind: r.kind,
         source_environment: r.source_environment.clone(),
     }
 }

@@ -7,14 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::registry::pinned;
 use crate::workloads::{Workload, WorkloadRef};
 
-/// What started a release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReleaseKind {
-    Deploy,
-    Promote,
-    Rollback,
-}
+/// What started a release: the contract's own type, so records, output and hooks agree.
+pub use hooks_sdk::ReleaseKind;
 
 /// One container's image before and after the release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -192,10 +192,13 @@ pub fn previous_good(history: &[Release]) -> Option<&Release> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod fixtures {
+    //! Release records for unit tests.
     use super::*;
+    use crate::workloads::{Kind, WorkloadRef};
 
-    fn release(revision: u64, outcome: Outcome, digest: &str) -> Release {
+    /// Revision `revision` of web in qa, which left `Deployment/web` on `image`.
+    pub fn release(revision: u64, outcome: Outcome, image: &str) -> Release {
         Release {
             revision,
             app: "web".into(),
@@ -203,13 +206,13 @@ mod tests {
             kind: ReleaseKind::Deploy,
             commit: None,
             containers: vec![ContainerChange {
-                workload: crate::workloads::WorkloadRef {
-                    kind: crate::workloads::Kind::Deployment,
+                workload: WorkloadRef {
+                    kind: Kind::Deployment,
                     name: "web".into(),
                 },
                 container: "web".into(),
                 before: String::new(),
-                after: format!("r/web@{digest}"),
+                after: image.into(),
             }],
             actor: Actor {
                 user: "dev".into(),
@@ -226,6 +229,12 @@ mod tests {
             message: String::new(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::release;
+    use super::*;
 
     #[test]
     fn next_revision_follows_the_newest() {

@@ -121,43 +121,13 @@ pub fn env_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{ContainerChange, ReleaseKind};
-    use crate::records::{Actor, Outcome};
-    use crate::workloads::WorkloadRef;
+    use crate::records::Outcome;
     use crate::workloads::fixtures::workload;
 
     const REPO: &str = "r/web";
 
     fn record(image: &str) -> Release {
-        Release {
-            revision: 3,
-            app: "web".into(),
-            environment: "qa".into(),
-            kind: ReleaseKind::Deploy,
-            commit: None,
-            containers: vec![ContainerChange {
-                workload: WorkloadRef {
-                    kind: Kind::Deployment,
-                    name: "web".into(),
-                },
-                container: "web".into(),
-                before: String::new(),
-                after: image.into(),
-            }],
-            actor: Actor {
-                user: "dev".into(),
-                groups: vec![],
-                verified: false,
-            },
-            started_at: String::new(),
-            finished_at: String::new(),
-            outcome: Outcome::Succeeded,
-            source_environment: None,
-            source_revision: None,
-            restored_revision: None,
-            hooks: vec![],
-            message: String::new(),
-        }
+        crate::records::fixtures::release(3, Outcome::Succeeded, image)
     }
 
     #[test]
