@@ -75,18 +75,67 @@ const ENDLESS_LOOP: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "_start") (loop $forever (br $forever))))"#;
 
-/// Sleeps 60 s inside a host call (`poll_oneoff`), where epoch interruption cannot reach it.
-const HOST_SLEEP: &str = r#"(module
+/// A module that sleeps in `poll_oneoff` on the monotonic clock for `nanos` (relative, or until
+/// that instant of the guest's clock when `absolute`), `times` times, then answers `allowed`.
+/// Epoch interruption cannot reach a guest inside a host call: only the poll guard can.
+fn sleeper(nanos: u64, absolute: bool, times: u32) -> String {
+    format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 512) "{{\"allowed\":true}}")
+          (func (export "_start")
+            (local $left i32)
+            (local.set $left (i32.const {times}))
+            (i64.store (i32.const 0) (i64.const 1))               ;; userdata
+            (i32.store8 (i32.const 8) (i32.const 0))              ;; tag: clock
+            (i32.store (i32.const 16) (i32.const 1))              ;; monotonic clock
+            (i64.store (i32.const 24) (i64.const {nanos}))        ;; timeout
+            (i64.store (i32.const 32) (i64.const 0))              ;; precision
+            (i32.store16 (i32.const 40) (i32.const {flags}))      ;; 1: absolute
+            (loop $again
+              (if (call $poll (i32.const 0) (i32.const 128) (i32.const 1) (i32.const 256))
+                (then unreachable))
+              (local.set $left (i32.sub (local.get $left) (i32.const 1)))
+              (br_if $again (local.get $left)))
+            (i32.store (i32.const 600) (i32.const 512))
+            (i32.store (i32.const 604) (i32.const 16))
+            (drop (call $fd_write (i32.const 1) (i32.const 600) (i32.const 1) (i32.const 608)))))"#,
+        flags = u32::from(absolute),
+    )
+}
+
+/// Polls a 60 s clock together with stdin, which is ready, and expects one stdin event back
+/// at once; then polls fd 7, which does not exist, and expects EBADF; then answers `allowed`.
+/// Any other result traps.
+const POLL_DESCRIPTORS: &str = r#"(module
   (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
+  (data (i32.const 1024) "{\"allowed\":true}")
   (func (export "_start")
-    (i64.store (i32.const 0) (i64.const 1))              ;; userdata
-    (i32.store8 (i32.const 8) (i32.const 0))             ;; tag: clock
-    (i32.store (i32.const 16) (i32.const 1))             ;; monotonic clock
-    (i64.store (i32.const 24) (i64.const 60000000000))   ;; 60 s
-    (i64.store (i32.const 32) (i64.const 0))             ;; precision
-    (i32.store16 (i32.const 40) (i32.const 0))           ;; relative
-    (drop (call $poll (i32.const 0) (i32.const 128) (i32.const 1) (i32.const 256)))))"#;
+    (i64.store (i32.const 0) (i64.const 11))              ;; clock: userdata 11
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 60000000000))
+    (i64.store (i32.const 48) (i64.const 22))             ;; stdin: userdata 22
+    (i32.store8 (i32.const 56) (i32.const 1))             ;; fd_read
+    (i32.store (i32.const 64) (i32.const 0))              ;; fd 0
+    (if (call $poll (i32.const 0) (i32.const 256) (i32.const 2) (i32.const 512))
+      (then unreachable))
+    (if (i32.ne (i32.load (i32.const 512)) (i32.const 1)) (then unreachable))
+    (if (i64.ne (i64.load (i32.const 256)) (i64.const 22)) (then unreachable))
+    (if (i32.ne (i32.load8_u (i32.const 266)) (i32.const 1)) (then unreachable))
+    (i32.store (i32.const 64) (i32.const 7))              ;; fd 7: none
+    (if (i32.ne (call $poll (i32.const 48) (i32.const 256) (i32.const 1) (i32.const 512))
+                (i32.const 8))
+      (then unreachable))
+    (i32.store (i32.const 600) (i32.const 1024))
+    (i32.store (i32.const 604) (i32.const 16))
+    (drop (call $fd_write (i32.const 1) (i32.const 600) (i32.const 1) (i32.const 608)))))"#;
+
+const MINUTE_NANOS: u64 = 60_000_000_000;
 
 /// Grows memory by 1000 pages (62.5 MiB) and traps if refused, as Rust's allocator does.
 const GROW: &str = r#"(module
@@ -249,14 +298,67 @@ fn an_endless_loop_stops_close_to_its_deadline() {
 }
 
 #[test]
-fn a_hook_sleeping_in_a_host_call_is_abandoned_after_its_timeout() {
+fn a_sleep_past_the_timeout_is_stopped_at_once() {
     let fx = Fixture::new();
-    let limit = Duration::from_millis(200);
+    let limit = Duration::from_millis(500);
+    for (name, absolute) in [("sleep-relative", false), ("sleep-until", true)] {
+        let started = Instant::now();
+        let err = fx
+            .check(
+                name,
+                &sleeper(MINUTE_NANOS, absolute, 1),
+                HookLimits {
+                    timeout: limit,
+                    ..limits()
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, HookError::Timeout { .. }), "{name}: {err}");
+        // Refused before sleeping: not the minute asked for, not even the timeout.
+        assert!(
+            started.elapsed() < limit,
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn a_sleep_within_the_timeout_is_slept() {
+    let fx = Fixture::new();
+    let nap = Duration::from_millis(50);
+    let started = Instant::now();
+    let verdict = fx
+        .check("nap", &sleeper(nap.as_nanos() as u64, false, 1), limits())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(verdict.allowed);
+    assert!(started.elapsed() >= nap, "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_poll_with_a_ready_descriptor_returns_at_once() {
+    let fx = Fixture::new();
+    let started = Instant::now();
+    let verdict = fx
+        .check("poll-fds", POLL_DESCRIPTORS, limits())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(verdict.allowed);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn short_sleeps_adding_up_past_the_timeout_stop_near_it() {
+    let fx = Fixture::new();
+    let limit = Duration::from_millis(300);
     let started = Instant::now();
     let err = fx
         .check(
-            "sleep",
-            HOST_SLEEP,
+            "naps",
+            &sleeper(40_000_000, false, 1000),
             HookLimits {
                 timeout: limit,
                 ..limits()
@@ -264,12 +366,31 @@ fn a_hook_sleeping_in_a_host_call_is_abandoned_after_its_timeout() {
         )
         .unwrap_err();
     assert!(matches!(err, HookError::Timeout { .. }), "{err}");
-    // The watchdog allows a second of grace past the timeout; far less than the 60 s asked for.
     assert!(
-        started.elapsed() < Duration::from_secs(6),
+        started.elapsed() < limit * 3,
         "took {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn more_runs_at_once_than_the_pool_has_slots_wait_for_one() {
+    let fx = Fixture::new();
+    // Each run holds its slot for 20 ms; 100 of them at once outnumber the pool's slots.
+    let hook = fx
+        .engine
+        .load(&fx.hook("nap", &sleeper(20_000_000, false, 1), limits()))
+        .unwrap();
+    let runs: Vec<_> = (0..100)
+        .map(|_| {
+            let hook = hook.clone();
+            std::thread::spawn(move || hook.check(&HookRequest::default()))
+        })
+        .collect();
+    for run in runs {
+        let verdict = run.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+        assert!(verdict.allowed);
+    }
 }
 
 #[test]

@@ -9,11 +9,16 @@ use std::time::{Duration, Instant};
 use hooks_sdk::guest::Command;
 use hooks_sdk::{HookRequest, HookResponse};
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, ExternType, InstancePre, Linker, Module};
+use wasmtime::{
+    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig,
+};
 
 use super::cache::{Lookup, ModuleCache};
 use super::error::HookError;
-use super::sandbox::{self, RunSpec, SandboxState, TICK};
+use super::poll_guard;
+use super::sandbox::{self, RunSpec, SandboxState, TABLE_ELEMENTS_PER_HOOK, TABLES_PER_HOOK, TICK};
+use super::slots::{INSTANCE_SLOTS, Slots};
 use crate::config::{FailurePolicy, HookConfig, HookLimits};
 
 /// Overrides the directory of compiled modules.
@@ -44,6 +49,8 @@ struct Shared {
     engine: Engine,
     linker: Linker<SandboxState>,
     cache: Option<ModuleCache>,
+    /// The pool's instance slots, which runs wait for.
+    slots: Slots,
     /// Dropped with the last clone of the engine or of a hook loaded by it; the ticker thread
     /// sees the channel close and stops.
     _ticker: mpsc::Sender<()>,
@@ -82,16 +89,19 @@ impl HookEngine {
     }
 
     fn build(cache_dir: Option<PathBuf>) -> anyhow::Result<HookEngine> {
-        let mut config = Config::new();
-        // Wall time is enforced with epochs rather than fuel: it costs a counter check per loop
-        // and call instead of per instruction.
-        config.epoch_interruption(true);
-        let engine =
-            Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e}"))?;
+        let engine = pooled_engine().or_else(|pooled| {
+            // The pool reserves address space up front; where that is refused (a `ulimit -v`),
+            // instances are allocated one by one: slower, otherwise the same.
+            tracing::debug!("hooks run without the instance pool: {pooled:#}");
+            Engine::new(&base_config())
+        });
+        let engine = engine.map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e}"))?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, SandboxState::wasi)
             .map_err(|e| anyhow::anyhow!("cannot link WASI preview 1: {e}"))?;
+        poll_guard::add_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link the sandbox's poll_oneoff: {e}"))?;
 
         let (ticker, stop) = mpsc::channel::<()>();
         let ticking = engine.clone();
@@ -111,6 +121,7 @@ impl HookEngine {
                 engine,
                 linker,
                 cache,
+                slots: Slots::new(INSTANCE_SLOTS),
                 _ticker: ticker,
             }),
         })
@@ -204,7 +215,7 @@ impl HookEngine {
                 source: SOURCE_APP.to_string(),
                 pre,
                 load,
-                _engine: self.shared.clone(),
+                engine: self.shared.clone(),
             }),
         })
     }
@@ -263,6 +274,35 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("kubectl-release").join("modules"))
 }
 
+/// What every engine is configured with.
+fn base_config() -> Config {
+    let mut config = Config::new();
+    // Wall time is enforced with epochs rather than fuel: it costs a counter check per loop and
+    // call instead of per instruction.
+    config.epoch_interruption(true);
+    config
+}
+
+/// An engine whose instances come from a pool of [`INSTANCE_SLOTS`] pre-reserved slots.
+///
+/// A fresh store per run is the sandbox's promise; with the default allocator every run maps and
+/// unmaps its linear memory, which in a multi-threaded process means a TLB shootdown on every
+/// core (measured: most of a warm evaluation). A pooled slot is reset instead: its dirty pages
+/// are restored in place, up to `linear_memory_keep_resident`, beyond it given back to the OS.
+fn pooled_engine() -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(INSTANCE_SLOTS)
+        .total_memories(INSTANCE_SLOTS)
+        .total_tables(INSTANCE_SLOTS * TABLES_PER_HOOK)
+        .max_tables_per_module(TABLES_PER_HOOK)
+        .table_elements(TABLE_ELEMENTS_PER_HOOK)
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(64 << 10);
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+}
+
 /// Refuses modules the sandbox cannot run, with a message a hook author can act on.
 fn check_command(cfg: &HookConfig, module: &Module) -> Result<(), HookError> {
     let refuse = |message: String| HookError::NotACommand {
@@ -307,8 +347,8 @@ struct Loaded {
     source: String,
     pre: InstancePre<SandboxState>,
     load: LoadInfo,
-    /// Keeps the epoch ticker alive while the hook can run.
-    _engine: Arc<Shared>,
+    /// The engine's slots; keeps the epoch ticker alive while the hook can run.
+    engine: Arc<Shared>,
 }
 
 impl std::fmt::Debug for LoadedHook {
@@ -439,6 +479,7 @@ impl LoadedHook {
         })?;
         let output = sandbox::run(
             &self.inner.pre,
+            &self.inner.engine.slots,
             RunSpec {
                 hook: hook.clone(),
                 argv: ["hook", command.as_str()],

@@ -17,7 +17,8 @@
 //!
 //! - `engine`: one wasmtime engine and WASI linker; [`HookEngine::load`] checks the sha256 pin
 //!   before compiling and uses `cache` for compiled modules;
-//! - `sandbox`: one run in a fresh store with memory, time and output limits;
+//! - `sandbox`: one run in a fresh store with memory, time and output limits, on an instance
+//!   slot (`slots`) of the engine's pool; `poll_guard` keeps sleeps within the timeout;
 //! - `phase`: [`run_phase`] runs a phase's hooks concurrently into a [`PhaseReport`];
 //! - `error`: [`HookError`], which is never a denial by itself.
 
@@ -25,7 +26,9 @@ mod cache;
 mod engine;
 mod error;
 mod phase;
+mod poll_guard;
 mod sandbox;
+mod slots;
 
 pub use engine::{
     CACHE_DIR_ENV, Evaluation, HookEngine, LoadInfo, LoadedHook, SOURCE_APP, default_cache_dir,

@@ -5,13 +5,17 @@
 //! directories (so no file can be opened at all), environment variables, sockets (WASI p1 has
 //! none and the context allows no network), or more memory and time than its limits.
 //!
-//! Wall time is enforced twice. Epoch interruption stops a guest executing wasm: the engine's
-//! ticker bumps the epoch every [`TICK`], and the store's deadline callback traps once the
-//! timeout has passed. A guest blocked inside a host call (WASI `poll_oneoff` can sleep) is not
-//! executing wasm, so each run also happens on a thread of its own that the caller stops waiting
-//! for shortly after the timeout; such a thread finishes on its own when the call returns.
+//! Wall time is enforced in the two places a guest can spend it. Executing wasm, it is stopped by
+//! epoch interruption: the engine's ticker bumps the epoch every [`TICK`], and the store's
+//! deadline callback traps once the timeout has passed. Inside a host call, the only one that can
+//! block is `poll_oneoff` (a sleep; stdin and stdout are memory pipes that are always ready), and
+//! [`poll_guard`](super::poll_guard) refuses any sleep that would end past the deadline. So a run
+//! needs no watchdog thread: it happens on the caller's thread, which must be a blocking one (not
+//! an async task), and returns within about a [`TICK`] of its timeout.
 
 use std::pin::Pin;
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -20,19 +24,22 @@ use std::time::{Duration, Instant};
 use wasmtime::{
     InstancePre, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::{HostMonotonicClock, WasiCtxBuilder};
 
 use super::error::HookError;
+use super::slots::Slots;
 use crate::config::HookLimits;
 
 /// How often the engine's epoch advances, i.e. how late after its deadline a looping guest stops.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
-/// How long past the timeout the caller waits for a run stuck in a host call.
-const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
+/// Most tables, and table elements, a hook may have (the pool is sized for them).
+pub(crate) const TABLES_PER_HOOK: u32 = 4;
+pub(crate) const TABLE_ELEMENTS_PER_HOOK: usize = 100_000;
 
 /// How much of the guest's stderr goes into error messages.
 const STDERR_TAIL_LINES: usize = 10;
@@ -43,12 +50,49 @@ pub(crate) struct SandboxState {
     wasi: WasiP1Ctx,
     limiter: Limiter,
     interrupted: Option<Interruption>,
+    /// When the hook's timeout passes.
+    deadline: Instant,
+    /// The origin of the guest's monotonic clock, to turn its absolute deadlines into waits.
+    clock: SandboxClock,
 }
 
 impl SandboxState {
     /// For `wasmtime_wasi::p1::add_to_linker_sync`.
     pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
         &mut self.wasi
+    }
+
+    /// How long the hook may still run.
+    pub(crate) fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Now, on the guest's monotonic clock.
+    pub(crate) fn monotonic_now(&self) -> Duration {
+        self.clock.origin.elapsed()
+    }
+
+    /// Stops the guest: its timeout would pass while it waits in a host call.
+    pub(crate) fn time_out(&mut self) -> wasmtime::Error {
+        self.interrupted = Some(Interruption::Timeout);
+        wasmtime::Error::new(Interruption::Timeout)
+    }
+}
+
+/// The guest's monotonic clock: nanoseconds since the run started (what wasmtime-wasi's default
+/// clock does too), with an origin the poll guard can read.
+#[derive(Debug, Clone, Copy)]
+struct SandboxClock {
+    origin: Instant,
+}
+
+impl HostMonotonicClock for SandboxClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -120,7 +164,7 @@ pub(crate) struct RunOutput {
     pub(crate) stderr_truncated: bool,
 }
 
-/// What a run needs; owned, because it runs on a thread of its own.
+/// What a run needs.
 pub(crate) struct RunSpec {
     pub(crate) hook: String,
     pub(crate) argv: [&'static str; 2],
@@ -128,52 +172,31 @@ pub(crate) struct RunSpec {
     pub(crate) limits: HookLimits,
 }
 
-/// Runs the module once, in a fresh store, on a thread of its own; waits at most a little longer
-/// than the timeout.
-pub(crate) fn run(pre: &InstancePre<SandboxState>, spec: RunSpec) -> Result<RunOutput, HookError> {
-    let (hook, limit) = (spec.hook.clone(), spec.limits.timeout);
-    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-    let pre = pre.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("hook-{hook}"))
-        .spawn(move || {
-            // The receiver is gone if the caller gave up waiting; nothing to report then.
-            let _ = sender.send(run_in_store(&pre, spec));
-        });
-    if let Err(e) = spawned {
-        return Err(HookError::Sandbox {
-            hook,
-            message: format!("cannot start a thread: {e}"),
-        });
-    }
-    match receiver.recv_timeout(limit + WATCHDOG_GRACE) {
-        Ok(result) => result,
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            tracing::warn!(hook = %hook, "hook is stuck in a host call past its timeout; abandoning its thread");
-            Err(HookError::Timeout { hook, limit })
-        }
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(HookError::Sandbox {
-            hook,
-            message: "the sandbox thread ended without a result (it panicked; this is a bug)"
-                .into(),
-        }),
-    }
-}
-
-fn run_in_store(pre: &InstancePre<SandboxState>, spec: RunSpec) -> Result<RunOutput, HookError> {
+/// Runs the module once, in a fresh store, on the calling thread (a blocking one: WASI calls
+/// block on a Tokio runtime); returns within about a [`TICK`] of the hook's timeout.
+pub(crate) fn run(
+    pre: &InstancePre<SandboxState>,
+    slots: &Slots,
+    spec: RunSpec,
+) -> Result<RunOutput, HookError> {
     let RunSpec {
         hook,
         argv,
         stdin,
         limits,
     } = spec;
+    // Taken before the store, so given back after it is dropped (its instance with it); the
+    // timeout counts from here, not while waiting.
+    let _slot = slots.take();
     let started = Instant::now();
     let stdout = CappedPipe::new(usize_limit(limits.max_output_bytes), OnOverflow::Fail);
     let stderr = CappedPipe::new(usize_limit(limits.max_log_bytes), OnOverflow::Truncate);
 
+    let clock = SandboxClock { origin: started };
     // No preopens, no env, no network: WasiCtxBuilder starts with none of them.
     let wasi = WasiCtxBuilder::new()
         .args(&argv)
+        .monotonic_clock(clock)
         .stdin(MemoryInputPipe::new(stdin))
         .stdout(stdout.clone())
         .stderr(stderr.clone())
@@ -183,8 +206,8 @@ fn run_in_store(pre: &InstancePre<SandboxState>, spec: RunSpec) -> Result<RunOut
             .memory_size(usize_limit(limits.memory_bytes))
             .instances(1)
             .memories(1)
-            .tables(4)
-            .table_elements(100_000)
+            .tables(TABLES_PER_HOOK as usize)
+            .table_elements(TABLE_ELEMENTS_PER_HOOK)
             .build(),
         refused_memory: false,
     };
@@ -194,6 +217,8 @@ fn run_in_store(pre: &InstancePre<SandboxState>, spec: RunSpec) -> Result<RunOut
             wasi,
             limiter,
             interrupted: None,
+            deadline: started + limits.timeout,
+            clock,
         },
     );
     store.limiter(|state| &mut state.limiter);
@@ -402,13 +427,44 @@ impl CappedPipe {
     }
 }
 
+/// How much a guest may write in one go; the cap itself is enforced by [`CappedPipe::write`].
+const WRITE_PERMIT: usize = 64 * 1024;
+
+// The pipe is a synchronous WASI output stream of its own. wasmtime-wasi would otherwise wrap
+// the `AsyncWrite` below in a stream that hands every write to a task on its Tokio runtime: two
+// thread wake-ups per `fd_write`, most of a warm evaluation's cost.
+#[wasmtime_wasi::async_trait]
+impl OutputStream for CappedPipe {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        match CappedPipe::write(self, &bytes) {
+            Ok(_) => Ok(()),
+            // Trapping stops the guest now rather than at the next epoch tick; the run is
+            // reported as output too large because the pipe says it overflowed.
+            Err(e) => Err(StreamError::Trap(wasmtime::Error::new(e))),
+        }
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedPipe {
+    async fn ready(&mut self) {}
+}
+
 impl tokio::io::AsyncWrite for CappedPipe {
     fn poll_write(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(self.write(buf))
+        Poll::Ready(CappedPipe::write(&self, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -428,6 +484,10 @@ impl IsTerminal for CappedPipe {
 
 impl StdoutStream for CappedPipe {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
         Box::new(self.clone())
     }
 }

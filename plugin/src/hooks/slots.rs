@@ -1,0 +1,83 @@
+//! Instance slots: hooks run in instances taken from wasmtime's pooling allocator, which has a
+//! fixed number of them. A run waits here for a free slot instead of failing when a big
+//! `promote --all` runs more hooks at once than the pool holds.
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+/// How many hook instances may exist at once in one process.
+pub(crate) const INSTANCE_SLOTS: u32 = 32;
+
+/// A counting semaphore over the pool's instance slots.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+impl Slots {
+    pub(crate) fn new(count: u32) -> Slots {
+        Slots {
+            free: Mutex::new(count),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Blocks until a slot is free and takes it until the returned guard is dropped.
+    pub(crate) fn take(&self) -> Slot<'_> {
+        let mut free = self
+            .freed
+            .wait_while(self.lock(), |free| *free == 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *free -= 1;
+        Slot { slots: self }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, u32> {
+        // The count stays right even if a holder panicked: guards give slots back on unwind.
+        self.free.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A taken slot; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot<'a> {
+    slots: &'a Slots,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.slots.lock() += 1;
+        self.slots.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn never_more_holders_than_slots() {
+        let slots = Arc::new(Slots::new(2));
+        let holders = Arc::new(AtomicU32::new(0));
+        let most = Arc::new(AtomicU32::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (slots, holders, most) = (slots.clone(), holders.clone(), most.clone());
+                std::thread::spawn(move || {
+                    let _slot = slots.take();
+                    let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    holders.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        assert_eq!(*slots.lock(), 2, "every slot was given back");
+    }
+}
