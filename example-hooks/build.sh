@@ -21,12 +21,17 @@ fi
 packages=()
 for hook in "${hooks[@]}"; do packages+=(-p "$hook"); done
 
+# 1 MiB of stack and 1 MiB of heap from the start: a hook that has to grow its memory pays for
+# changing page protections on every run (the sandbox resets each instance to its initial size).
+initial_memory=$((2 * 1024 * 1024))
+
 # A profile of its own, so hook modules are small (opt-level "s") without touching the release
 # profile of the plugin; it inherits lto, codegen-units = 1 and strip from [profile.release].
 cargo build --target "$target" \
   --config 'profile.hook-release.inherits="release"' \
   --config 'profile.hook-release.opt-level="s"' \
   --config 'profile.hook-release.panic="abort"' \
+  --config "target.$target.rustflags=[\"-C\", \"link-arg=--initial-memory=$initial_memory\"]" \
   --profile hook-release "${packages[@]}"
 
 target_dir="${CARGO_TARGET_DIR:-$root/target}"

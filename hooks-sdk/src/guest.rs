@@ -147,11 +147,16 @@ pub fn read_request(input: &[u8]) -> Result<HookRequest, String> {
     Ok(request)
 }
 
+/// Bytes reserved for the request before reading it; a bigger one is read all the same.
+const REQUEST_CAPACITY: usize = 16 * 1024;
+
 /// The process plumbing shared by [`run`] and [`run_with_settings`].
 fn serve(evaluate: impl FnOnce(Command, &HookRequest) -> Result<HookResponse, String>) {
     let args: Vec<String> = std::env::args().collect();
     let outcome = Command::from_args(&args).and_then(|command| {
-        let mut input = Vec::new();
+        // Sized for a typical request: read in one call rather than the ten of a buffer that
+        // starts empty and doubles (each read is a host call, a few µs of a warm evaluation).
+        let mut input = Vec::with_capacity(REQUEST_CAPACITY);
         std::io::stdin()
             .read_to_end(&mut input)
             .map_err(|e| format!("cannot read stdin: {e}"))?;

@@ -10,7 +10,7 @@ use hooks_sdk::guest::Command;
 use hooks_sdk::{HookRequest, HookResponse};
 use sha2::{Digest, Sha256};
 use wasmtime::{
-    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    Config, Enabled, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig,
 };
 
@@ -287,17 +287,25 @@ fn base_config() -> Config {
 ///
 /// A fresh store per run is the sandbox's promise; with the default allocator every run maps and
 /// unmaps its linear memory, which in a multi-threaded process means a TLB shootdown on every
-/// core (measured: most of a warm evaluation). A pooled slot is reset instead: its dirty pages
-/// are restored in place, up to `linear_memory_keep_resident`, beyond it given back to the OS.
+/// core (measured: most of a warm evaluation). A pooled slot is reset in place instead. With
+/// Linux's `PAGEMAP_SCAN` (6.7 and later) only the pages the hook wrote are restored, so a slot
+/// can keep a lot resident cheaply; without it the whole resident part is rewritten, so less is
+/// kept (the rest is handed back to the OS and faulted in again by the next run).
 fn pooled_engine() -> wasmtime::Result<Engine> {
+    let keep_resident = if PoolingAllocationConfig::is_pagemap_scan_available() {
+        4 << 20
+    } else {
+        2 << 20
+    };
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(INSTANCE_SLOTS)
         .total_memories(INSTANCE_SLOTS)
         .total_tables(INSTANCE_SLOTS * TABLES_PER_HOOK)
         .max_tables_per_module(TABLES_PER_HOOK)
         .table_elements(TABLE_ELEMENTS_PER_HOOK)
-        .linear_memory_keep_resident(2 << 20)
-        .table_keep_resident(64 << 10);
+        .linear_memory_keep_resident(keep_resident)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(Enabled::Auto);
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
