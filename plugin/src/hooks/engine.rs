@@ -433,8 +433,9 @@ impl LoadedHook {
         &self.inner.load
     }
 
-    /// Runs `check` on `req` and returns the verdict. Blocks for at most about the hook's
-    /// timeout; run it on a blocking thread from async code.
+    /// Runs `check` on `req` and returns the verdict. Blocks the calling thread for at most
+    /// about the hook's timeout; from async code call it in `tokio::task::spawn_blocking` (on an
+    /// async worker thread it panics, as WASI's calls block on a Tokio runtime).
     ///
     /// # Errors
     ///
