@@ -1,13 +1,17 @@
 //! Kubernetes clients, one per environment: each environment may live in its own cluster.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::sync::OnceCell;
 
 use crate::cli::GlobalArgs;
 use crate::config::Environment;
 use crate::exit::Failure;
+use crate::workloads::ServerApis;
 
 /// An environment resolved against the kubeconfig: where it is and a client to reach it.
 #[derive(Clone)]
@@ -21,6 +25,24 @@ pub struct EnvTarget {
     /// The kubeconfig user of the context: who we act as, unverified.
     pub kube_user: String,
     pub client: kube::Client,
+    /// What the server serves, asked once per context and process.
+    apis: Arc<OnceCell<ServerApis>>,
+}
+
+impl EnvTarget {
+    /// The server's API versions (asked on first use, then shared by every target of the same
+    /// context).
+    ///
+    /// # Errors
+    ///
+    /// When the API server cannot be reached.
+    pub async fn server_apis(&self) -> Result<ServerApis> {
+        self.apis
+            .get_or_try_init(|| ServerApis::discover(&self.client))
+            .await
+            .cloned()
+            .with_context(|| format!("cannot reach the API server of {self}"))
+    }
 }
 
 impl fmt::Debug for EnvTarget {
@@ -39,10 +61,21 @@ impl fmt::Display for EnvTarget {
     }
 }
 
-/// Reads the kubeconfig once; hands out a client per environment.
+/// Reads the kubeconfig once; hands out a client per environment, one per context and process
+/// (with its connection pool), so that reading another environment again, as every hook phase
+/// of a promotion does, reuses its connections and what its server was found to serve.
 pub struct Clients {
     kubeconfig: Kubeconfig,
     global: GlobalArgs,
+    connections: Mutex<HashMap<String, Connection>>,
+}
+
+/// A context's client, its server URL and what the server serves.
+#[derive(Clone)]
+struct Connection {
+    client: kube::Client,
+    server: String,
+    apis: Arc<OnceCell<ServerApis>>,
 }
 
 impl Clients {
@@ -59,6 +92,7 @@ impl Clients {
         Ok(Clients {
             kubeconfig,
             global: global.clone(),
+            connections: Mutex::new(HashMap::new()),
         })
     }
 
@@ -96,21 +130,7 @@ impl Clients {
             .as_ref()
             .and_then(|c| c.user.clone())
             .unwrap_or_default();
-        let options = KubeConfigOptions {
-            context: Some(context.clone()),
-            ..Default::default()
-        };
-        let config = kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &options)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot use context `{context}` for environment `{}`",
-                    env.name
-                )
-            })?;
-        let server = config.cluster_url.to_string();
-        let client = client_for(config)
-            .with_context(|| format!("cannot build a client for context `{context}` ({server})"))?;
+        let connection = self.connection(&context, &env.name).await?;
         Ok(EnvTarget {
             env: env.clone(),
             namespace: self
@@ -119,10 +139,47 @@ impl Clients {
                 .clone()
                 .unwrap_or_else(|| env.namespace.clone()),
             context,
-            server,
+            server: connection.server,
             kube_user,
-            client,
+            client: connection.client,
+            apis: connection.apis,
         })
+    }
+
+    /// The context's connection, made on first use.
+    async fn connection(&self, context: &str, env: &str) -> Result<Connection> {
+        let known = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(context)
+            .cloned();
+        if let Some(connection) = known {
+            return Ok(connection);
+        }
+        let options = KubeConfigOptions {
+            context: Some(context.to_string()),
+            ..Default::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &options)
+            .await
+            .with_context(|| format!("cannot use context `{context}` for environment `{env}`"))?;
+        let server = config.cluster_url.to_string();
+        let client = client_for(config)
+            .with_context(|| format!("cannot build a client for context `{context}` ({server})"))?;
+        let made = Connection {
+            client,
+            server,
+            apis: Arc::default(),
+        };
+        // Two environments of one context may race here; the first connection made is kept.
+        Ok(self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(context.to_string())
+            .or_insert(made)
+            .clone())
     }
 }
 
@@ -144,4 +201,75 @@ fn client_for(config: kube::Config) -> Result<kube::Client> {
         .map_err(tower::BoxError::from)
         .service(hyper);
     Ok(kube::Client::new(service, config.default_namespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::OutputFormat;
+
+    const KUBECONFIG: &str = r#"
+apiVersion: v1
+kind: Config
+clusters:
+  - name: a
+    cluster: { server: "https://127.0.0.1:6441" }
+  - name: b
+    cluster: { server: "https://127.0.0.1:6442" }
+users:
+  - name: u
+    user: { token: t }
+contexts:
+  - name: ctx-a
+    context: { cluster: a, user: u }
+  - name: ctx-b
+    context: { cluster: b, user: u }
+current-context: ctx-a
+"#;
+
+    fn env(name: &str, context: Option<&str>) -> Environment {
+        Environment {
+            name: name.into(),
+            context: context.map(Into::into),
+            namespace: name.into(),
+            promote_from: None,
+            atomic: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn environments_of_one_context_share_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, KUBECONFIG).unwrap();
+        let clients = Clients::new(&GlobalArgs {
+            kubeconfig: Some(path),
+            context: None,
+            namespace: None,
+            output: OutputFormat::Table,
+            file: None,
+            verbose: 0,
+        })
+        .unwrap();
+
+        let qa = clients.target(&env("qa", None)).await.unwrap();
+        let staging = clients
+            .target(&env("staging", Some("ctx-a")))
+            .await
+            .unwrap();
+        let production = clients
+            .target(&env("production", Some("ctx-b")))
+            .await
+            .unwrap();
+        let qa_again = clients.target(&env("qa", None)).await.unwrap();
+
+        assert!(
+            Arc::ptr_eq(&qa.apis, &staging.apis),
+            "same context, one connection"
+        );
+        assert!(Arc::ptr_eq(&qa.apis, &qa_again.apis));
+        assert!(!Arc::ptr_eq(&qa.apis, &production.apis));
+        assert_eq!(staging.namespace, "staging");
+        assert_eq!(production.server, "https://127.0.0.1:6442/");
+    }
 }

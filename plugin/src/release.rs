@@ -176,9 +176,7 @@ pub async fn run(
     let client = &target.client;
     let deadline = approval_wait.map(|d| tokio::time::Instant::now() + d);
 
-    let apis = ServerApis::discover(client)
-        .await
-        .with_context(|| format!("cannot reach the API server of {target}"))?;
+    let apis = target.server_apis().await?;
     let approvals = crate::approvals::Approvals::new(target, &cfg.app);
     loop {
         // Taken before the hooks judge the approvals: one recorded meanwhile counts as a change.
@@ -511,9 +509,7 @@ fn new_images(changes: &[ContainerChange]) -> BTreeMap<WorkloadRef, Vec<String>>
 
 /// Reads the app's workloads in an environment (for status, where, promote).
 pub async fn live_workloads(cfg: &ReleaseConfig, target: &EnvTarget) -> Result<Vec<Workload>> {
-    let apis = ServerApis::discover(&target.client)
-        .await
-        .with_context(|| format!("cannot reach the API server of {target}"))?;
+    let apis = target.server_apis().await?;
     workloads::discover(
         &target.client,
         &apis,

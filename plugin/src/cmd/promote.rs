@@ -21,14 +21,17 @@ use crate::release::{self, Intent, Wanted};
 use crate::workloads::WorkloadRef;
 
 pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -> Result<ExitCode> {
-    let (report, outcome) = promote(global, cfg, args).await?;
+    let (report, outcome) = promote(global, None, cfg, args).await?;
     report.print(global.output)?;
     outcome.map_err(Into::into)
 }
 
-/// Promotes one app without printing: its report and how it ended.
+/// Promotes one app without printing: its report and how it ended. `shared` clients are those of
+/// `--all`, whose apps reuse one connection per context; without them the clients are made after
+/// the environments are checked, so a config error is reported before any kubeconfig one.
 async fn promote(
     global: &GlobalArgs,
+    shared: Option<&Clients>,
     cfg: &ReleaseConfig,
     args: &PromoteArgs,
 ) -> Result<(release::Report, Result<ExitCode, Failure>)> {
@@ -74,11 +77,18 @@ async fn promote(
         .into());
     }
 
-    let clients = Clients::new(global)?;
-    let source = source_state(cfg, &clients, from).await?;
+    let owned;
+    let clients = match shared {
+        Some(clients) => clients,
+        None => {
+            owned = Clients::new(global)?;
+            &owned
+        }
+    };
+    let source = source_state(cfg, clients, from).await?;
 
     let target = clients.target(to).await?;
-    let ctx = release::Context::prepare(global, cfg, &clients, &target).await?;
+    let ctx = release::Context::prepare(global, cfg, clients, &target).await?;
     let intent = Intent {
         kind: ReleaseKind::Promote,
         commit: source.commit,
@@ -126,12 +136,13 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode
     if configs.is_empty() {
         return Err(Failure::usage(format!("no release.yaml below {}", root.display())).into());
     }
+    let clients = &Clients::new(global)?;
     let results: Vec<AppResult> = futures::stream::iter(configs)
         .map(|path| async move {
             let loaded = config::load(&path);
             let app = loaded.as_ref().ok().map(|c| c.app.clone());
             let result = match loaded {
-                Ok(cfg) => promote(global, &cfg, args).await,
+                Ok(cfg) => promote(global, Some(clients), &cfg, args).await,
                 Err(e) => Err(Failure::usage(e.to_string()).into()),
             };
             match result {
