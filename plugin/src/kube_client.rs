@@ -183,24 +183,47 @@ impl Clients {
     }
 }
 
-/// A client like kube's default one, but with `TCP_NODELAY` on its connections: without it every
-/// new connection to the API server waits ~40 ms for a delayed ACK after the TLS handshake —
-/// half of a no-op deploy's run time (measured: tests/benches/deploy_vs_kubectl.rs).
+/// A client like kube's default one — the same timeouts, retries of throttled and unavailable
+/// requests, auth and headers — but with `TCP_NODELAY` on its connections: without it every new
+/// connection to the API server waits ~40 ms for a delayed ACK after the TLS handshake, half of
+/// a no-op deploy's run time (measured: tests/benches/deploy_vs_kubectl.rs). kube builds its
+/// connector itself, hence the stack spelled out here.
 fn client_for(config: kube::Config) -> Result<kube::Client> {
     use kube::client::ConfigExt as _;
+    use kube::client::retry::RetryPolicy;
+
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     let https = config.rustls_https_connector_with_connector(http)?;
+    // Without a read timeout an API server that stops answering would hang a release.
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
     let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(https);
+        .build(connector);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        .option_layer(
+            config
+                .default_retry
+                .then(|| tower::retry::RetryLayer::new(RetryPolicy::server_retry())),
+        )
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
+        .map_request(log_request)
         .map_err(tower::BoxError::from)
         .service(hyper);
     Ok(kube::Client::new(service, config.default_namespace))
+}
+
+/// One debug line per HTTP request, retries included: what `-vv` shows and the scale benchmark
+/// counts (tests/benches/promote_scale.rs).
+fn log_request<B>(request: http::Request<B>) -> http::Request<B> {
+    tracing::debug!(http.method = %request.method(), http.url = %request.uri(), "requesting");
+    request
 }
 
 #[cfg(test)]
