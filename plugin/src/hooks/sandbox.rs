@@ -14,13 +14,12 @@
 //! an async task), and returns within about a [`TICK`] of its timeout.
 
 use std::pin::Pin;
-
-use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use wasmtime::{
     InstancePre, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
