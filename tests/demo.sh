@@ -66,6 +66,7 @@ hooks:
     module: $HOOKS/same-image-across-envs.wasm
     sha256: $(sha "$HOOKS/same-image-across-envs.wasm")
     environments: [production]
+    needs: [environments]        # it compares production with qa, also on a direct deploy
   - name: two-approvals
     module: $HOOKS/approval-rules.wasm
     sha256: $(sha "$HOOKS/approval-rules.wasm")

@@ -63,6 +63,54 @@ fn tag_separator(reference: &str) -> Option<usize> {
         .map(|i| last_segment + i)
 }
 
+/// An image reference split into its parts: the one image-reference type of the plugin and its
+/// hooks, built on the same splitting rules as [`image_repository`], [`image_tag`] and
+/// [`image_digest`].
+///
+/// ```
+/// # use hooks_sdk::helpers::ImageRef;
+/// let r = ImageRef::parse("localhost:5000/acme/web:v1");
+/// assert_eq!(r.repository, "localhost:5000/acme/web");
+/// assert_eq!(r.tag.as_deref(), Some("v1"));
+/// assert_eq!(r.registry(), "localhost:5000");
+/// assert_eq!(ImageRef::parse("nginx").registry(), "docker.io");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Everything before the tag or digest: `registry.example.com/acme/web`.
+    pub repository: String,
+    /// The tag, if any.
+    pub tag: Option<String>,
+    /// Whatever follows `@` (checked to be a sha256 digest only by [`image_digest`]).
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    /// Splits `repo[:tag][@digest]`; a `:` in the registry host (a port) is not a tag.
+    pub fn parse(reference: &str) -> ImageRef {
+        ImageRef {
+            repository: image_repository(reference).to_string(),
+            tag: image_tag(reference).map(str::to_string),
+            digest: reference.split_once('@').map(|(_, d)| d.to_string()),
+        }
+    }
+
+    /// The registry host (`docker.io` for bare names, as Docker resolves them).
+    pub fn registry(&self) -> &str {
+        match self.repository.split_once('/') {
+            Some((host, _)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+                host
+            }
+            _ => "docker.io",
+        }
+    }
+
+    /// `repository@digest`: how the plugin pins every container.
+    pub fn pinned(repository: &str, digest: &str) -> String {
+        format!("{repository}@{digest}")
+    }
+}
+
 /// Whether `tag` is a full git commit hash: 40 lower-case hex digits.
 pub fn is_commit_tag(tag: &str) -> bool {
     tag.len() == 40 && tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

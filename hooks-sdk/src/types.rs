@@ -334,16 +334,77 @@ pub struct Approval {
     pub verified: bool,
 }
 
-/// How a recorded release ended.
+/// How a release ended (or stands): one vocabulary for the plugin's reports, its release
+/// records and the history hooks see.
+///
+/// Records only ever hold `in-progress` (while the release runs) and the outcomes of a release
+/// that changed something: `succeeded`, `failed`, `rolled-back`, `timed-out`, `interrupted`.
+/// Reports may also say why nothing changed: `unchanged`, `planned`, `denied`,
+/// `waiting-for-approval`, `invalid`, `locked`, `error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReleaseOutcome {
+    /// The release is running: its record was written before its first change.
+    InProgress,
     /// The rollout completed.
     Succeeded,
+    /// Everything already ran what the release wanted: nothing changed.
+    Unchanged,
+    /// A dry run: everything up to the change was checked, nothing changed.
+    Planned,
+    /// A hook denied the release before anything changed.
+    Denied,
+    /// Hooks wait for approvals before anything changes.
+    WaitingForApproval,
     /// The rollout failed and the new images stayed.
     Failed,
-    /// The rollout failed and the previous images were put back.
+    /// The release failed or was stopped, and the previous images were put back.
     RolledBack,
+    /// The wait for the rollout ran out of time and the new images stayed.
+    TimedOut,
+    /// The process running the release stopped (a signal, or it died) before it finished.
+    Interrupted,
+    /// The request was invalid (bad arguments, config, or cluster state): nothing changed.
+    Invalid,
+    /// Another release of the same app and environment holds the lock: nothing changed.
+    Locked,
+    /// An unexpected error.
+    Error,
+}
+
+impl ReleaseOutcome {
+    /// The outcome as written in JSON (`rolled-back`, `in-progress`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseOutcome::InProgress => "in-progress",
+            ReleaseOutcome::Succeeded => "succeeded",
+            ReleaseOutcome::Unchanged => "unchanged",
+            ReleaseOutcome::Planned => "planned",
+            ReleaseOutcome::Denied => "denied",
+            ReleaseOutcome::WaitingForApproval => "waiting-for-approval",
+            ReleaseOutcome::Failed => "failed",
+            ReleaseOutcome::RolledBack => "rolled-back",
+            ReleaseOutcome::TimedOut => "timed-out",
+            ReleaseOutcome::Interrupted => "interrupted",
+            ReleaseOutcome::Invalid => "invalid",
+            ReleaseOutcome::Locked => "locked",
+            ReleaseOutcome::Error => "error",
+        }
+    }
+
+    /// Whether the release left the cluster as it wanted it (or found it so).
+    pub fn is_success(self) -> bool {
+        matches!(
+            self,
+            ReleaseOutcome::Succeeded | ReleaseOutcome::Unchanged | ReleaseOutcome::Planned
+        )
+    }
+}
+
+impl fmt::Display for ReleaseOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One recorded release of the target environment.

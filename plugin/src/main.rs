@@ -4,8 +4,9 @@ use std::io::Write;
 use std::process::ExitCode as ProcessExit;
 
 use clap::Parser;
-use kubectl_release::cli::Cli;
-use kubectl_release::exit::{ExitCode, exit_code_of};
+use kubectl_release::cli::exit::ExitCode;
+use kubectl_release::cli::{Cli, signals};
+use kubectl_release::domain::outcome_of;
 
 fn main() -> ProcessExit {
     let cli = Cli::parse();
@@ -23,15 +24,14 @@ fn main() -> ProcessExit {
             return ProcessExit::from(ExitCode::Unexpected.code() as u8);
         }
     };
-    let code = match runtime.block_on(kubectl_release::cmd::run(cli)) {
-        Ok(code) => code,
+    let outcome = match runtime.block_on(kubectl_release::cmd::run(cli)) {
+        Ok(outcome) => outcome,
         Err(err) => {
-            let code = exit_code_of(&err);
             report(&err);
-            code
+            outcome_of(&err)
         }
     };
-    ProcessExit::from(code.code() as u8)
+    ProcessExit::from(ExitCode::of(outcome, signals::received()).code() as u8)
 }
 
 /// Prints the error and its causes to stderr; a closed pipe is not worth a second error.

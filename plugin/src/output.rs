@@ -2,7 +2,13 @@
 
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
+/// How results are written on stdout (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
 
 /// Prints `value` as JSON/YAML, or the table `render` makes.
 pub fn emit<T: Serialize>(

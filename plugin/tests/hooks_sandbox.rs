@@ -224,6 +224,7 @@ impl Fixture {
             phases: vec![Phase::PreDeploy],
             environments: None,
             failure_policy: FailurePolicy::Fail,
+            needs: Vec::new(),
             limits,
             settings: serde_json::json!({}),
         }

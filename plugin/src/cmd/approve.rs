@@ -5,16 +5,17 @@ use anyhow::Result;
 use hooks_sdk::Approval;
 use serde::Serialize;
 
-use crate::approvals::{Approvals, Standing, standing};
+use crate::artifacts::registry::Registry;
 use crate::cli::{ApproveArgs, EnvArg, GlobalArgs};
+use crate::cluster::Clients;
+use crate::cluster::approvals::Approvals;
 use crate::cmd::history::short_digest;
 use crate::cmd::promote::source_state;
 use crate::config::{Environment, ReleaseConfig};
-use crate::exit::{ExitCode, Failure};
-use crate::git::CommitSha;
-use crate::kube_client::Clients;
+use crate::domain::CommitSha;
+use crate::domain::approvals::{Standing, standing};
+use crate::domain::{Failure, Outcome};
 use crate::output;
-use crate::registry::Registry;
 
 /// What an approval would be for: a commit and its digests.
 struct Candidate {
@@ -33,14 +34,14 @@ async fn candidate(
         let digest = Registry::new()
             .commit_digest(&cfg.image, &commit)
             .await
-            .map_err(|e| Failure::usage(e.to_string()))?;
+            .map_err(|e| Failure::invalid(e.to_string()))?;
         return Ok(Candidate {
             commit: Some(commit),
             digests: vec![digest],
         });
     }
     let Some(source) = env.promote_from.as_deref() else {
-        return Err(Failure::usage(format!(
+        return Err(Failure::invalid(format!(
             "{} has no promoteFrom, so there is nothing to promote into it; approve a commit's image with --commit <40-hex sha>",
             env.name
         ))
@@ -57,15 +58,15 @@ pub async fn approve(
     global: &GlobalArgs,
     cfg: &ReleaseConfig,
     args: &ApproveArgs,
-) -> Result<ExitCode> {
+) -> Result<Outcome> {
     let env = cfg.environment(&args.env)?;
-    let clients = Clients::new(global)?;
+    let clients = Clients::new(&global.kube_settings())?;
     let target = clients.target(env).await?;
     let wanted = candidate(cfg, &clients, env, args.commit.as_deref()).await?;
-    let actor = crate::identity::whoami(&target).await;
+    let actor = crate::cluster::identity::whoami(&target).await;
     let now = jiff::Timestamp::now();
     let expires = jiff::SignedDuration::try_from(args.expires)
-        .map_err(|e| Failure::usage(format!("--expires: {e}")))?;
+        .map_err(|e| Failure::invalid(format!("--expires: {e}")))?;
     let approval = Approval {
         user: actor.user.clone(),
         environment: env.name.clone(),
@@ -96,7 +97,7 @@ pub async fn approve(
             }
         )
     })?;
-    Ok(ExitCode::Ok)
+    Ok(Outcome::Succeeded)
 }
 
 #[derive(Serialize)]
@@ -106,9 +107,9 @@ struct Listed {
     standing: Standing,
 }
 
-pub async fn list(global: &GlobalArgs, cfg: &ReleaseConfig, args: &EnvArg) -> Result<ExitCode> {
+pub async fn list(global: &GlobalArgs, cfg: &ReleaseConfig, args: &EnvArg) -> Result<Outcome> {
     let env = cfg.environment(&args.env)?;
-    let clients = Clients::new(global)?;
+    let clients = Clients::new(&global.kube_settings())?;
     let target = clients.target(env).await?;
     // Without a source there is no candidate to judge against: every unexpired one counts.
     let wanted = match env.promote_from {
@@ -143,7 +144,7 @@ pub async fn list(global: &GlobalArgs, cfg: &ReleaseConfig, args: &EnvArg) -> Re
             .collect();
         output::table(&["USER", "WHAT", "AGE", "EXPIRES", "STATUS"], &rows)
     })?;
-    Ok(ExitCode::Ok)
+    Ok(Outcome::Succeeded)
 }
 
 /// `3f2a9c1 (1c2d3e4f5a6b)`: commit and digests, short.

@@ -2,45 +2,82 @@
 
 use anyhow::Result;
 
+use super::{conclude, interrupt, options, ran_or_report};
+use crate::artifacts::git;
+use crate::artifacts::registry::{Registry, RegistryError};
 use crate::cli::{DeployArgs, GlobalArgs};
+use crate::cluster::Clients;
 use crate::config::ReleaseConfig;
-use crate::exit::{ExitCode, Failure};
-use crate::git::{self, CommitSha};
-use crate::kube_client::Clients;
-use crate::plan::ReleaseKind;
-use crate::registry::{Registry, RegistryError};
-use crate::release::{self, Intent, Wanted};
+use crate::domain::{CommitSha, Failure, Outcome, ReleaseKind};
+use crate::release::{self, Intent, Ran, Wanted};
 
 pub async fn run(
     global: &GlobalArgs,
     cfg: &ReleaseConfig,
     args: &DeployArgs,
     plan_only: bool,
-) -> Result<ExitCode> {
-    let env = cfg.environment(&args.env)?;
+) -> Result<Outcome> {
+    let interrupt = interrupt();
+    let ran = deploy(global, cfg, args, plan_only, &interrupt).await;
+    conclude(
+        global,
+        ran_or_report(ran, &cfg.app, &args.env, ReleaseKind::Deploy),
+    )
+}
 
-    // REV → the full commit: `--commit` in CI, else the checkout the config lives in.
-    let commit = match &args.commit {
+async fn deploy(
+    global: &GlobalArgs,
+    cfg: &ReleaseConfig,
+    args: &DeployArgs,
+    plan_only: bool,
+    interrupt: &release::Interrupt,
+) -> Result<Ran> {
+    let env = cfg.environment(&args.env)?;
+    let commit = resolve_commit(cfg, args)?;
+    let digest = commit_digest(cfg, args, &commit).await?;
+    tracing::info!(%commit, %digest, "resolved the commit's image");
+
+    let clients = Clients::new(&global.kube_settings())?;
+    let target = clients.target(env).await?;
+    let ctx = release::Context::prepare(cfg, &clients, &target).await?;
+    let mut intent = Intent::new(ReleaseKind::Deploy);
+    intent.image_tag = Some(format!("{}:{commit}", cfg.image));
+    intent.commit = Some(commit);
+    intent.wanted = Wanted::Digest(digest);
+    let mut opts = options(cfg, env, &args.rollout);
+    opts.dry_run |= plan_only;
+    Ok(release::run(&ctx, &intent, &opts, interrupt).await)
+}
+
+/// REV → the full commit: `--commit` in CI, else the checkout the config lives in.
+fn resolve_commit(cfg: &ReleaseConfig, args: &DeployArgs) -> Result<CommitSha> {
+    Ok(match &args.commit {
         Some(sha) => CommitSha::parse_full(sha)?,
         None => {
             let dir = cfg.path.parent().unwrap_or(std::path::Path::new("."));
             git::resolve(dir, args.rev.as_deref())?
         }
-    };
+    })
+}
 
-    // The commit's image → the digest the registry serves for it. No image is a usage error:
-    // nothing has been touched yet, and the fix is to build it (or wait for CI).
+/// The commit's image → the digest the registry serves for it. No image is a usage error:
+/// nothing has been touched yet, and the fix is to build it (or wait for CI).
+async fn commit_digest(
+    cfg: &ReleaseConfig,
+    args: &DeployArgs,
+    commit: &CommitSha,
+) -> Result<String> {
     let registry = Registry::new();
-    let digest = match args.wait_for_image {
+    let found = match args.wait_for_image {
         Some(patience) => {
             registry
-                .wait_for_commit_digest(&cfg.image, &commit, patience)
+                .wait_for_commit_digest(&cfg.image, commit, patience)
                 .await
         }
-        None => registry.commit_digest(&cfg.image, &commit).await,
-    }
-    .map_err(|e| match e {
-        RegistryError::NoImage { .. } => anyhow::Error::new(Failure::usage(format!(
+        None => registry.commit_digest(&cfg.image, commit).await,
+    };
+    found.map_err(|e| match e {
+        RegistryError::NoImage { .. } => anyhow::Error::new(Failure::invalid(format!(
             "{e}{}",
             if args.wait_for_image.is_some() {
                 ""
@@ -49,23 +86,5 @@ pub async fn run(
             }
         ))),
         other => anyhow::Error::new(other),
-    })?;
-    tracing::info!(%commit, %digest, "resolved the commit's image");
-
-    let clients = Clients::new(global)?;
-    let target = clients.target(env).await?;
-    let ctx = release::Context::prepare(global, cfg, &clients, &target).await?;
-    let intent = Intent {
-        kind: ReleaseKind::Deploy,
-        image_tag: Some(format!("{}:{commit}", cfg.image)),
-        commit: Some(commit),
-        wanted: Wanted::Digest(digest),
-        source_environment: None,
-        source_revision: None,
-        forced_source: false,
-        restored_revision: None,
-    };
-    let mut opts = args.rollout.clone();
-    opts.dry_run |= plan_only;
-    release::execute(&ctx, intent, &opts, None).await
+    })
 }

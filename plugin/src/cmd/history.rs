@@ -3,19 +3,20 @@
 use anyhow::Result;
 
 use crate::cli::GlobalArgs;
+use crate::cluster::Clients;
+use crate::cluster::records::Records;
 use crate::config::ReleaseConfig;
-use crate::exit::ExitCode;
-use crate::kube_client::Clients;
+use crate::domain::Outcome;
+use crate::domain::plan;
 use crate::output;
-use crate::plan;
-use crate::records::Records;
 
-pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Result<ExitCode> {
+pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Result<Outcome> {
     let env = cfg.environment(env_name)?;
-    let target = Clients::new(global)?.target(env).await?;
-    let history = Records::new(&target.client, &target.namespace, &cfg.app, &env.name)
+    let target = Clients::new(&global.kube_settings())?.target(env).await?;
+    let mut history = Records::new(&target.client, &target.namespace, &cfg.app, &env.name)
         .list()
         .await?;
+    shown_as_they_stand(&mut history, &target, &cfg.app).await;
     output::emit(global.output, &history, || {
         let rows: Vec<Vec<String>> = history
             .iter()
@@ -51,7 +52,28 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Re
             &rows,
         )
     })?;
-    Ok(ExitCode::Ok)
+    Ok(Outcome::Succeeded)
+}
+
+/// An `in-progress` record whose run no longer holds the lock is shown `interrupted`.
+pub async fn shown_as_they_stand(
+    records: &mut [crate::domain::Release],
+    target: &crate::cluster::EnvTarget,
+    app: &str,
+) {
+    if !records
+        .iter()
+        .any(|r| r.outcome == crate::domain::Outcome::InProgress)
+    {
+        return;
+    }
+    let lock =
+        crate::cluster::lease::state(&target.client, &target.namespace, app, &target.env.name)
+            .await
+            .unwrap_or(crate::domain::lock::LockState::Free);
+    for record in records {
+        record.outcome = crate::domain::record::effective_outcome(record, &lock);
+    }
 }
 
 /// `sha256:3f2a…` → `3f2a9c1e0b7d` for tables.

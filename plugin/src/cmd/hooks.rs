@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cli::{GlobalArgs, HooksTestArgs};
 use crate::config::{HookConfig, HookLimits, ReleaseConfig};
-use crate::exit::{ExitCode, Failure};
+use crate::domain::{Failure, Outcome};
 use crate::hooks::{Evaluation, HookEngine, HookError, LoadedHook};
 use crate::output;
 
@@ -20,7 +20,7 @@ use crate::output;
 ///
 /// Exit 0 when allowed, 3 when denied, 1 when the hook fails (trap, timeout, bad output…),
 /// 2 when the module or input cannot be read.
-pub async fn test(global: &GlobalArgs, args: &HooksTestArgs) -> Result<ExitCode> {
+pub async fn test(global: &GlobalArgs, args: &HooksTestArgs) -> Result<Outcome> {
     let mut request = read_request(&args.input)?;
     if let Some(path) = &args.settings {
         request.settings = read_settings(path)?;
@@ -36,8 +36,8 @@ pub async fn test(global: &GlobalArgs, args: &HooksTestArgs) -> Result<ExitCode>
     let hook = blocking(move || engine.load_unpinned(&name, &module, HookLimits::default()))
         .await?
         .map_err(|e| match e {
-            HookError::UnreadableModule { .. } => Failure::usage(e.to_string()),
-            other => Failure::new(ExitCode::Unexpected, other.to_string()),
+            HookError::UnreadableModule { .. } => Failure::invalid(e.to_string()),
+            other => Failure::new(Outcome::Error, other.to_string()),
         })?;
     if global.verbose > 0 {
         let load = hook.load_info();
@@ -58,7 +58,7 @@ pub async fn test(global: &GlobalArgs, args: &HooksTestArgs) -> Result<ExitCode>
 
     let evaluation = evaluate(&hook, Command::Check, request)
         .await?
-        .map_err(|e| Failure::new(ExitCode::Unexpected, e.to_string()))?;
+        .map_err(|e| Failure::new(Outcome::Error, e.to_string()))?;
     if global.verbose > 0 {
         eprintln!("evaluated in {}", millis(evaluation.duration));
     }
@@ -67,22 +67,22 @@ pub async fn test(global: &GlobalArgs, args: &HooksTestArgs) -> Result<ExitCode>
         render_response(hook.name(), response)
     })?;
     Ok(if response.allowed {
-        ExitCode::Ok
+        Outcome::Succeeded
     } else {
-        ExitCode::Denied
+        Outcome::Denied
     })
 }
 
 /// Loads every configured hook (checking its pin) and asks it to validate its settings.
 ///
 /// Prints one row per hook; exit 2 if any hook fails.
-pub async fn verify(global: &GlobalArgs, config: &ReleaseConfig) -> Result<ExitCode> {
+pub async fn verify(global: &GlobalArgs, config: &ReleaseConfig) -> Result<Outcome> {
     let engine = HookEngine::new(None).context("cannot start the hook sandbox")?;
     let base = config.path.parent().unwrap_or(Path::new("."));
     let mut results: Vec<HookCheck> = Vec::new();
     // The cluster policy of every environment first: it runs first in every release.
-    let clients = crate::kube_client::Clients::new(global);
-    let store = crate::oci_modules::ModuleStore::default_location();
+    let clients = crate::cluster::Clients::new(&global.kube_settings());
+    let store = crate::artifacts::oci_modules::ModuleStore::default_location();
     for env in config.promotion_order() {
         let hooks = match &clients {
             Ok(clients) => policy_hooks(clients, env, &store).await,
@@ -92,7 +92,7 @@ pub async fn verify(global: &GlobalArgs, config: &ReleaseConfig) -> Result<ExitC
             Ok(hooks) => {
                 for cfg in hooks {
                     let mut check = verify_one(&engine, cfg, base).await?;
-                    check.source = format!("{}/{}", crate::policy::SOURCE, env.name);
+                    check.source = format!("{}/{}", crate::release::policy::SOURCE, env.name);
                     results.push(check);
                 }
             }
@@ -109,16 +109,16 @@ pub async fn verify(global: &GlobalArgs, config: &ReleaseConfig) -> Result<ExitC
             "no hooks: none in {} and no cluster policy",
             config.path.display()
         );
-        return Ok(ExitCode::Ok);
+        return Ok(Outcome::Succeeded);
     }
 
     output::emit(global.output, &results, || render_checks(&results))?;
     let failed: Vec<&HookCheck> = results.iter().filter(|r| !r.ok()).collect();
     if failed.is_empty() {
-        return Ok(ExitCode::Ok);
+        return Ok(Outcome::Succeeded);
     }
     let details: Vec<String> = failed.iter().filter_map(|r| r.problem()).collect();
-    Err(Failure::usage(format!(
+    Err(Failure::invalid(format!(
         "{} of {} hooks failed verification:\n  {}",
         failed.len(),
         results.len(),
@@ -129,13 +129,13 @@ pub async fn verify(global: &GlobalArgs, config: &ReleaseConfig) -> Result<ExitC
 
 /// The cluster policy hooks of `env`, their modules fetched and verified.
 async fn policy_hooks(
-    clients: &crate::kube_client::Clients,
+    clients: &crate::cluster::Clients,
     env: &crate::config::Environment,
-    store: &crate::oci_modules::ModuleStore,
+    store: &crate::artifacts::oci_modules::ModuleStore,
 ) -> Result<Vec<HookConfig>> {
     let target = clients.target(env).await?;
-    let hooks = crate::policy::load_for(&target).await?;
-    crate::policy::fetch_modules(&hooks, store).await
+    let hooks = crate::release::policy::load_for(&target).await?;
+    crate::release::policy::fetch_modules(&hooks, store).await
 }
 
 /// The result of verifying one hook.
@@ -172,7 +172,7 @@ impl HookCheck {
     /// A row for an environment whose cluster policy could not be read or fetched.
     fn unavailable(env: &crate::config::Environment, error: &str) -> HookCheck {
         HookCheck {
-            source: format!("{}/{}", crate::policy::SOURCE, env.name),
+            source: format!("{}/{}", crate::release::policy::SOURCE, env.name),
             hook: "(policy)".into(),
             module: "-".into(),
             sha256: None,
@@ -331,12 +331,12 @@ fn render_response(hook: &str, response: &HookResponse) -> String {
 /// whose request, with its settings, is used: fixtures can be replayed by hand.
 fn read_request(path: &Path) -> Result<HookRequest> {
     let text = std::fs::read(path)
-        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| Failure::invalid(format!("cannot read {}: {e}", path.display())))?;
     let value: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| Failure::usage(format!("{} is not JSON: {e}", path.display())))?;
+        .map_err(|e| Failure::invalid(format!("{} is not JSON: {e}", path.display())))?;
     let document = if value.get("request").is_some() && value.get("apiVersion").is_none() {
         let case: ConformanceCase = serde_json::from_value(value).map_err(|e| {
-            Failure::usage(format!(
+            Failure::invalid(format!(
                 "{} looks like a conformance fixture but is not one: {e}",
                 path.display()
             ))
@@ -347,15 +347,15 @@ fn read_request(path: &Path) -> Result<HookRequest> {
     };
     let bytes = serde_json::to_vec(&document)?;
     hooks_sdk::guest::read_request(&bytes)
-        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())).into())
+        .map_err(|e| Failure::invalid(format!("{}: {e}", path.display())).into())
 }
 
 /// Settings as JSON or YAML (YAML parses both).
 fn read_settings(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| Failure::invalid(format!("cannot read {}: {e}", path.display())))?;
     serde_yaml_ng::from_str(&text).map_err(|e| {
-        Failure::usage(format!("{} is neither JSON nor YAML: {e}", path.display())).into()
+        Failure::invalid(format!("{} is neither JSON nor YAML: {e}", path.display())).into()
     })
 }
 

@@ -3,9 +3,9 @@
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
+use crate::artifacts::oci_modules::{self, ModuleRef, ModuleStore};
 use crate::cli::{GlobalArgs, HooksPullArgs, HooksPushArgs};
-use crate::exit::{ExitCode, Failure};
-use crate::oci_modules::{self, ModuleRef, ModuleStore};
+use crate::domain::{Failure, Outcome};
 use crate::output;
 
 #[derive(Serialize)]
@@ -14,17 +14,17 @@ struct Published {
     sha256: String,
 }
 
-pub async fn push(global: &GlobalArgs, args: &HooksPushArgs) -> Result<ExitCode> {
+pub async fn push(global: &GlobalArgs, args: &HooksPushArgs) -> Result<Outcome> {
     let bytes = std::fs::read(&args.module)
         .with_context(|| format!("cannot read {}", args.module.display()))?;
     if !bytes.starts_with(b"\0asm") {
-        return Err(Failure::usage(format!(
+        return Err(Failure::invalid(format!(
             "{} is not a WebAssembly module",
             args.module.display()
         ))
         .into());
     }
-    let target = ModuleRef::parse(&args.reference).map_err(|e| Failure::usage(e.to_string()))?;
+    let target = ModuleRef::parse(&args.reference).map_err(|e| Failure::invalid(e.to_string()))?;
     let sha256 = {
         use sha2::Digest as _;
         hex::encode(sha2::Sha256::digest(&bytes))
@@ -34,7 +34,7 @@ pub async fn push(global: &GlobalArgs, args: &HooksPushArgs) -> Result<ExitCode>
     output::emit(global.output, &published, || {
         format!("{}\n", published.reference)
     })?;
-    Ok(ExitCode::Ok)
+    Ok(Outcome::Succeeded)
 }
 
 #[derive(Serialize)]
@@ -44,12 +44,13 @@ struct Pulled {
     sha256: String,
 }
 
-pub async fn pull(global: &GlobalArgs, args: &HooksPullArgs) -> Result<ExitCode> {
-    let reference = ModuleRef::parse(&args.reference).map_err(|e| Failure::usage(e.to_string()))?;
+pub async fn pull(global: &GlobalArgs, args: &HooksPullArgs) -> Result<Outcome> {
+    let reference =
+        ModuleRef::parse(&args.reference).map_err(|e| Failure::invalid(e.to_string()))?;
     let fetched = ModuleStore::default_location()
         .fetch(&reference)
         .await
-        .map_err(|e| Failure::usage(e.to_string()))?;
+        .map_err(|e| Failure::invalid(e.to_string()))?;
     let pulled = Pulled {
         reference: reference.text,
         path: fetched.path.display().to_string(),
@@ -58,5 +59,5 @@ pub async fn pull(global: &GlobalArgs, args: &HooksPullArgs) -> Result<ExitCode>
     output::emit(global.output, &pulled, || {
         format!("{} sha256:{}\n", pulled.path, pulled.sha256)
     })?;
-    Ok(ExitCode::Ok)
+    Ok(Outcome::Succeeded)
 }

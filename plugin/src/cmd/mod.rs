@@ -1,4 +1,5 @@
 //! One file per verb. Each reads like the command's story; the domain logic lives outside `cmd`.
+//! Verbs return the outcome they ended with; `main` turns it into the exit code.
 
 pub mod approve;
 pub mod deploy;
@@ -15,12 +16,13 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, GlobalArgs, HooksCommand, PolicyCommand};
-use crate::config::{self, ReleaseConfig};
-use crate::exit::{ExitCode, Failure};
+use crate::cli::{Cli, Command, GlobalArgs, HooksCommand, PolicyCommand, RolloutArgs};
+use crate::config::{self, Environment, ReleaseConfig};
+use crate::domain::{Failure, Outcome, ReleaseKind};
+use crate::release::{self, Interrupt, Ran, Report};
 
 /// Runs the verb the user asked for.
-pub async fn run(cli: Cli) -> Result<ExitCode> {
+pub async fn run(cli: Cli) -> Result<Outcome> {
     let global = &cli.global;
     match &cli.command {
         Command::Deploy(args) => deploy::run(global, &load_config(global)?, args, false).await,
@@ -48,6 +50,46 @@ pub fn load_config(global: &GlobalArgs) -> Result<ReleaseConfig> {
     let cwd = std::env::current_dir()?;
     let found = config::discover(global.file.as_deref(), &cwd)
         .and_then(|path| config::load(Path::new(&path)))
-        .map_err(|e| Failure::usage(e.to_string()))?;
+        .map_err(|e| Failure::invalid(e.to_string()))?;
     Ok(found)
+}
+
+/// The release options the rollout flags and the config say for `env`.
+pub fn options(cfg: &ReleaseConfig, env: &Environment, args: &RolloutArgs) -> release::Options {
+    release::Options {
+        timeout: args.timeout,
+        atomic: cfg.atomic_for(env, args.atomic),
+        dry_run: args.dry_run,
+    }
+}
+
+/// The interrupt a release verb stops on: SIGINT and SIGTERM raise it from now on.
+pub fn interrupt() -> Interrupt {
+    let interrupt = Interrupt::new();
+    if let Err(e) = crate::cli::signals::install(interrupt.clone()) {
+        tracing::warn!("cannot handle signals; a signal ends the release at once: {e}");
+    }
+    interrupt
+}
+
+/// A release verb's ending: a verb that stopped before its release began still gets its one
+/// report, made from the error.
+pub fn ran_or_report(ran: Result<Ran>, app: &str, env: &str, kind: ReleaseKind) -> Ran {
+    ran.unwrap_or_else(|err| {
+        let report = Report::early(app, env, kind, &err);
+        let failure = Failure::new(report.outcome, report.message.clone());
+        Ran {
+            report,
+            end: Err(failure),
+        }
+    })
+}
+
+/// Prints a release verb's one report and returns how it ended.
+pub fn conclude(global: &GlobalArgs, ran: Ran) -> Result<Outcome> {
+    crate::output::emit(global.output, &ran.report, || ran.report.render())?;
+    match ran.end {
+        Ok(()) => Ok(ran.report.outcome),
+        Err(failure) => Err(failure.into()),
+    }
 }

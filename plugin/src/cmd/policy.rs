@@ -5,9 +5,9 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, StatusArgs};
+use crate::cluster::Clients;
 use crate::config::ReleaseConfig;
-use crate::exit::ExitCode;
-use crate::kube_client::Clients;
+use crate::domain::Outcome;
 use crate::output;
 
 #[derive(Serialize)]
@@ -21,7 +21,7 @@ struct EffectiveHook {
     failure_policy: String,
 }
 
-pub async fn show(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) -> Result<ExitCode> {
+pub async fn show(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) -> Result<Outcome> {
     let envs = if args.envs.is_empty() {
         cfg.promotion_order()
     } else {
@@ -30,14 +30,14 @@ pub async fn show(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) -
             .map(|n| cfg.environment(n))
             .collect::<Result<Vec<_>, _>>()?
     };
-    let clients = Clients::new(global)?;
+    let clients = Clients::new(&global.kube_settings())?;
     let mut rows = Vec::new();
     for env in envs {
         let target = clients.target(env).await?;
-        for hook in crate::policy::load_for(&target).await? {
+        for hook in crate::release::policy::load_for(&target).await? {
             rows.push(EffectiveHook {
                 environment: env.name.clone(),
-                source: crate::policy::SOURCE.into(),
+                source: crate::release::policy::SOURCE.into(),
                 hook: hook.name.clone(),
                 module: hook.module.text.clone(),
                 phases: hook.phases.iter().map(|p| p.to_string()).collect(),
@@ -78,5 +78,5 @@ pub async fn show(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) -
             &table,
         )
     })?;
-    Ok(ExitCode::Ok)
+    Ok(Outcome::Succeeded)
 }

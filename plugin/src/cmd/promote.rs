@@ -5,70 +5,76 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
 use serde::Serialize;
 
+use crate::cli::exit::ExitCode;
 use crate::cli::{GlobalArgs, PromoteArgs};
+use crate::cluster::{Clients, EnvGateway as _, EnvSnapshot, KubeEnv};
 use crate::config::{self, Environment, ReleaseConfig};
-use crate::exit::{ExitCode, Failure};
-use crate::git::CommitSha;
-use crate::kube_client::Clients;
+use crate::domain::{CommitSha, Failure, Outcome, ReleaseKind, WorkloadRef};
 use crate::output;
-use crate::plan::ReleaseKind;
-use crate::records::Records;
-use crate::release::{self, Intent, Wanted};
-use crate::workloads::WorkloadRef;
+use crate::release::{self, Intent, Ran, Wanted};
 
-pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -> Result<ExitCode> {
-    let (report, outcome) = promote(global, None, cfg, args).await?;
-    report.print(global.output)?;
-    outcome.map_err(Into::into)
+pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -> Result<Outcome> {
+    let interrupt = super::interrupt();
+    let ran = promote(global, None, cfg, args, &interrupt).await;
+    let target = args.to.clone().unwrap_or_default();
+    super::conclude(
+        global,
+        super::ran_or_report(ran, &cfg.app, &target, ReleaseKind::Promote),
+    )
 }
 
-/// Promotes one app without printing: its report and how it ended. `shared` clients are those of
-/// `--all`, whose apps reuse one connection per context; without them the clients are made after
-/// the environments are checked, so a config error is reported before any kubeconfig one.
+/// The environment FROM promotes into: TO, or the one whose `promoteFrom` is FROM.
+fn target_of<'c>(
+    cfg: &'c ReleaseConfig,
+    from: &Environment,
+    to: Option<&str>,
+) -> Result<&'c Environment> {
+    if let Some(name) = to {
+        return Ok(cfg.environment(name)?);
+    }
+    let next: Vec<_> = cfg
+        .environments
+        .iter()
+        .filter(|e| e.promote_from.as_deref() == Some(from.name.as_str()))
+        .collect();
+    match next.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(Failure::invalid(format!(
+            "no environment has `promoteFrom: {}`; name the target: promote {} TARGET",
+            from.name, from.name
+        ))
+        .into()),
+        many => {
+            let names: Vec<&str> = many.iter().map(|e| e.name.as_str()).collect();
+            Err(Failure::invalid(format!(
+                "{} environments promote from {}: {}; name one",
+                many.len(),
+                from.name,
+                names.join(", ")
+            ))
+            .into())
+        }
+    }
+}
+
+/// Promotes one app: its report and how it ended. `shared` clients are those of `--all`,
+/// whose apps reuse one connection per context; without them the clients are made after the
+/// environments are checked, so a config error is reported before any kubeconfig one.
 async fn promote(
     global: &GlobalArgs,
     shared: Option<&Clients>,
     cfg: &ReleaseConfig,
     args: &PromoteArgs,
-) -> Result<(release::Report, Result<ExitCode, Failure>)> {
+    interrupt: &release::Interrupt,
+) -> Result<Ran> {
     let from = cfg.environment(&args.from)?;
-    let to =
-        match &args.to {
-            Some(name) => cfg.environment(name)?,
-            None => {
-                let next: Vec<_> = cfg
-                    .environments
-                    .iter()
-                    .filter(|e| e.promote_from.as_deref() == Some(from.name.as_str()))
-                    .collect();
-                match next.as_slice() {
-                    [one] => *one,
-                    [] => return Err(Failure::usage(format!(
-                        "no environment has `promoteFrom: {}`; name the target: promote {} TARGET",
-                        from.name, from.name
-                    ))
-                    .into()),
-                    many => {
-                        let names: Vec<&str> = many.iter().map(|e| e.name.as_str()).collect();
-                        return Err(Failure::usage(format!(
-                            "{} environments promote from {}: {}; name one",
-                            many.len(),
-                            from.name,
-                            names.join(", ")
-                        ))
-                        .into());
-                    }
-                }
-            }
-        };
+    let to = target_of(cfg, from, args.to.as_deref())?;
     // The promotion order is a rule: production only receives what ran where it says.
     let forced = to.promote_from.as_deref() != Some(from.name.as_str());
     if forced && !args.force_source {
-        return Err(Failure::usage(format!(
+        return Err(Failure::invalid(format!(
             "{} receives promotions from {}, not from {}; pass --force-source to promote anyway (hooks see that it was forced)",
             to.name,
             to.promote_from.as_deref().unwrap_or("nowhere (it has no promoteFrom)"),
@@ -76,30 +82,26 @@ async fn promote(
         ))
         .into());
     }
-
     let owned;
     let clients = match shared {
         Some(clients) => clients,
         None => {
-            owned = Clients::new(global)?;
+            owned = Clients::new(&global.kube_settings())?;
             &owned
         }
     };
     let source = source_state(cfg, clients, from).await?;
-
     let target = clients.target(to).await?;
-    let ctx = release::Context::prepare(global, cfg, clients, &target).await?;
-    let intent = Intent {
-        kind: ReleaseKind::Promote,
-        commit: source.commit,
-        image_tag: None,
-        wanted: Wanted::Exact(source.images),
-        source_environment: Some(from.name.clone()),
-        source_revision: source.revision,
-        forced_source: forced,
-        restored_revision: None,
-    };
-    release::run(&ctx, intent, &args.rollout, args.wait_for_approval).await
+    let ctx = release::Context::prepare(cfg, clients, &target).await?;
+    let mut intent = Intent::new(ReleaseKind::Promote);
+    intent.commit = source.commit;
+    intent.wanted = Wanted::Exact(source.images);
+    intent.source_environment = Some(from.name.clone());
+    intent.source_revision = source.revision;
+    intent.forced_source = forced;
+    intent.seen = vec![source.state];
+    let opts = super::options(cfg, to, &args.rollout);
+    release::run_until_approved(&ctx, &intent, &opts, interrupt, args.wait_for_approval).await
 }
 
 /// One app's line in the `--all` summary. The `-o json` shape of `promote --all` is a list of these.
@@ -109,7 +111,7 @@ struct AppResult {
     config: PathBuf,
     app: Option<String>,
     exit_code: i32,
-    outcome: String,
+    outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     report: Option<release::Report>,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -119,11 +121,11 @@ struct AppResult {
 /// `promote FROM [TO] --all`: every app of a monorepo, `--concurrency` at a time, one summary.
 /// Exits 0 when all succeeded (or had nothing to do); otherwise 1 if any app met an unexpected
 /// error, else the highest exit code among the apps.
-pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode> {
+pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<Outcome> {
     let root = match &global.file {
         Some(dir) if dir.is_dir() => dir.clone(),
         Some(file) => {
-            return Err(Failure::usage(format!(
+            return Err(Failure::invalid(format!(
                 "--all takes a directory with -f, not the file {}",
                 file.display()
             ))
@@ -134,37 +136,36 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode
     let configs = config::discover_all(&root)
         .with_context(|| format!("cannot search {} for release.yaml files", root.display()))?;
     if configs.is_empty() {
-        return Err(Failure::usage(format!("no release.yaml below {}", root.display())).into());
+        return Err(Failure::invalid(format!("no release.yaml below {}", root.display())).into());
     }
-    let clients = &Clients::new(global)?;
+    let clients = &Clients::new(&global.kube_settings())?;
+    let interrupt = &super::interrupt();
     let results: Vec<AppResult> = futures::stream::iter(configs)
         .map(|path| async move {
             let loaded = config::load(&path);
             let app = loaded.as_ref().ok().map(|c| c.app.clone());
             let result = match loaded {
-                Ok(cfg) => promote(global, Some(clients), &cfg, args).await,
-                Err(e) => Err(Failure::usage(e.to_string()).into()),
+                Ok(cfg) => promote(global, Some(clients), &cfg, args, interrupt).await,
+                Err(e) => Err(Failure::invalid(e.to_string()).into()),
             };
-            match result {
-                Ok((report, outcome)) => {
-                    let code = outcome.as_ref().map_or_else(|f| f.code, |c| *c);
-                    AppResult {
-                        config: path,
-                        app,
-                        exit_code: code.code(),
-                        outcome: report.outcome.clone(),
-                        message: outcome.err().map(|f| f.message).unwrap_or_default(),
-                        report: Some(report),
-                    }
-                }
-                Err(e) => AppResult {
-                    config: path,
-                    app,
-                    exit_code: crate::exit::exit_code_of(&e).code(),
-                    outcome: "error".into(),
-                    report: None,
-                    message: format!("{e:#}"),
-                },
+            let target = args.to.clone().unwrap_or_default();
+            let ran = super::ran_or_report(
+                result,
+                app.as_deref().unwrap_or("?"),
+                &target,
+                ReleaseKind::Promote,
+            );
+            let outcome = ran
+                .end
+                .as_ref()
+                .map_or_else(|f| f.outcome, |()| ran.report.outcome);
+            AppResult {
+                config: path,
+                app,
+                exit_code: ExitCode::of(outcome, crate::cli::signals::received()).code(),
+                outcome: ran.report.outcome,
+                message: ran.end.err().map(|f| f.message).unwrap_or_default(),
+                report: Some(ran.report),
             }
         })
         // Unordered: an app that finishes frees its slot at once instead of waiting behind a
@@ -180,7 +181,7 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode
             .map(|r| {
                 vec![
                     r.app.clone().unwrap_or_else(|| "?".into()),
-                    r.outcome.clone(),
+                    r.outcome.to_string(),
                     r.report
                         .as_ref()
                         .and_then(|rep| rep.revision)
@@ -202,15 +203,16 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<ExitCode
     } else {
         codes.into_iter().max().unwrap_or(0)
     };
+    // The worst app decides, as an outcome `main` turns back into that exit code.
     Ok(match worst {
-        0 => ExitCode::Ok,
-        2 => ExitCode::Usage,
-        3 => ExitCode::Denied,
-        4 => ExitCode::WaitingForApproval,
-        5 => ExitCode::RolloutFailed,
-        6 => ExitCode::TimedOut,
-        7 => ExitCode::Locked,
-        _ => ExitCode::Unexpected,
+        0 => Outcome::Succeeded,
+        2 => Outcome::Invalid,
+        3 => Outcome::Denied,
+        4 => Outcome::WaitingForApproval,
+        5 => Outcome::Failed,
+        6 => Outcome::TimedOut,
+        7 => Outcome::Locked,
+        _ => Outcome::Error,
     })
 }
 
@@ -229,6 +231,8 @@ pub struct SourceState {
     /// The commit of the source's newest record, when the live images are that record's.
     pub commit: Option<CommitSha>,
     pub revision: Option<u64>,
+    /// The source as hooks see it, from the same read.
+    pub state: hooks_sdk::EnvironmentState,
 }
 
 impl SourceState {
@@ -252,24 +256,27 @@ pub async fn source_state(
     from: &Environment,
 ) -> Result<SourceState> {
     let source = clients.target(from).await?;
-    let live = release::live_workloads(cfg, &source).await?;
+    let gateway = KubeEnv::new(
+        &source,
+        &cfg.app,
+        &cfg.image,
+        cfg.workload_selector.as_deref(),
+    )
+    .await?;
+    let EnvSnapshot {
+        workloads: live,
+        pods,
+    } = gateway.snapshot().await?;
     if live.is_empty() {
-        return Err(Failure::usage(format!(
+        return Err(Failure::invalid(format!(
             "nothing to promote: no workload in {source} uses {}",
             cfg.image
         ))
         .into());
     }
-    let pods = Api::<Pod>::namespaced(source.client.clone(), &source.namespace)
-        .list(&ListParams::default())
-        .await
-        .with_context(|| format!("cannot list pods in {source}"))?
-        .items;
-    let images = crate::promotion::source_images(&live, &pods, &cfg.image)
-        .map_err(|why| Failure::usage(format!("cannot promote from {}: {why}", from.name)))?;
-    let record = Records::new(&source.client, &source.namespace, &cfg.app, &from.name)
-        .latest()
-        .await?;
+    let images = crate::domain::promotion::source_images(&live, &pods, &cfg.image)
+        .map_err(|why| Failure::invalid(format!("cannot promote from {}: {why}", from.name)))?;
+    let record = gateway.history().await?.into_iter().next();
     let commit = record
         .as_ref()
         .filter(|r| {
@@ -279,6 +286,14 @@ pub async fn source_state(
         })
         .and_then(|r| r.commit.clone());
     Ok(SourceState {
+        state: crate::domain::hook_request::environment_state(
+            &from.name,
+            &source.namespace,
+            from.promote_from.as_deref(),
+            &live,
+            &pods,
+            &cfg.image,
+        ),
         images,
         commit,
         revision: record.map(|r| r.revision),

@@ -2,55 +2,63 @@
 
 use anyhow::Result;
 
+use super::{conclude, interrupt, options, ran_or_report};
 use crate::cli::{GlobalArgs, RollbackArgs};
+use crate::cluster::{Clients, EnvGateway as _};
 use crate::config::ReleaseConfig;
-use crate::exit::{ExitCode, Failure};
-use crate::kube_client::Clients;
-use crate::plan::ReleaseKind;
-use crate::records::{self, Outcome, Records};
-use crate::release::{self, Intent, Wanted};
+use crate::domain::{Failure, Outcome, Release, ReleaseKind, record};
+use crate::release::{self, Intent, Ran, Wanted};
 
-pub async fn run(
+pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &RollbackArgs) -> Result<Outcome> {
+    let interrupt = interrupt();
+    let ran = rollback(global, cfg, args, &interrupt).await;
+    conclude(
+        global,
+        ran_or_report(ran, &cfg.app, &args.env, ReleaseKind::Rollback),
+    )
+}
+
+async fn rollback(
     global: &GlobalArgs,
     cfg: &ReleaseConfig,
     args: &RollbackArgs,
-) -> Result<ExitCode> {
+    interrupt: &release::Interrupt,
+) -> Result<Ran> {
     let env = cfg.environment(&args.env)?;
-    let clients = Clients::new(global)?;
+    let clients = Clients::new(&global.kube_settings())?;
     let target = clients.target(env).await?;
-    let history = Records::new(&target.client, &target.namespace, &cfg.app, &env.name)
-        .list()
-        .await?;
-
-    let chosen = match args.to_revision {
-        Some(n) => history.iter().find(|r| r.revision == n).ok_or_else(|| {
-            let known: Vec<String> = history.iter().map(|r| r.revision.to_string()).collect();
-            Failure::usage(format!(
-                "{} has no revision {n} in {}; recorded revisions: {} (see `kubectl release history {}`)",
-                cfg.app,
-                env.name,
-                if known.is_empty() { "none".into() } else { known.join(", ") },
-                env.name
-            ))
-        })?,
-        None => records::previous_good(&history).ok_or_else(|| {
-            Failure::usage(format!("{} has no earlier successful revision in {} to roll back to", cfg.app, env.name))
-        })?,
-    };
+    let ctx = release::Context::prepare(cfg, &clients, &target).await?;
+    let history = ctx.gateway.history().await?;
+    let chosen = choose(cfg, &env.name, &history, args.to_revision)?;
     if chosen.outcome != Outcome::Succeeded {
         tracing::warn!(revision = chosen.revision, outcome = %chosen.outcome, "rolling back to a revision that did not succeed");
     }
+    let mut intent = Intent::new(ReleaseKind::Rollback);
+    intent.commit = chosen.commit.clone();
+    intent.wanted = Wanted::Exact(chosen.images());
+    intent.restored_revision = Some(chosen.revision);
+    Ok(release::run(&ctx, &intent, &options(cfg, env, &args.rollout), interrupt).await)
+}
 
-    let ctx = release::Context::prepare(global, cfg, &clients, &target).await?;
-    let intent = Intent {
-        kind: ReleaseKind::Rollback,
-        commit: chosen.commit.clone(),
-        image_tag: None,
-        wanted: Wanted::Exact(chosen.images()),
-        source_environment: None,
-        source_revision: None,
-        forced_source: false,
-        restored_revision: Some(chosen.revision),
+/// The revision to restore: the one asked for, or the newest good one before the current.
+fn choose<'h>(
+    cfg: &ReleaseConfig,
+    env: &str,
+    history: &'h [Release],
+    asked: Option<u64>,
+) -> Result<&'h Release> {
+    let chosen = match asked {
+        Some(n) => history.iter().find(|r| r.revision == n).ok_or_else(|| {
+            let known: Vec<String> = history.iter().map(|r| r.revision.to_string()).collect();
+            Failure::invalid(format!(
+                "{} has no revision {n} in {env}; recorded revisions: {} (see `kubectl release history {env}`)",
+                cfg.app,
+                if known.is_empty() { "none".into() } else { known.join(", ") },
+            ))
+        })?,
+        None => record::previous_good(history).ok_or_else(|| {
+            Failure::invalid(format!("{} has no earlier successful revision in {env} to roll back to", cfg.app))
+        })?,
     };
-    release::execute(&ctx, intent, &args.rollout, None).await
+    Ok(chosen)
 }

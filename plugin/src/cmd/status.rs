@@ -3,15 +3,15 @@
 use anyhow::Result;
 
 use crate::cli::{GlobalArgs, StatusArgs};
+use crate::cluster::Clients;
+use crate::cluster::records::Records;
 use crate::cmd::history::short_digest;
 use crate::config::ReleaseConfig;
-use crate::exit::ExitCode;
-use crate::kube_client::Clients;
+use crate::domain::Outcome;
+use crate::domain::status::{EnvStatus, env_status};
 use crate::output;
-use crate::records::Records;
-use crate::status::{EnvStatus, env_status};
 
-pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) -> Result<Outcome> {
     let statuses = collect(global, cfg, &args.envs).await?;
     output::emit(global.output, &statuses, || {
         let rows: Vec<Vec<String>> = statuses
@@ -51,7 +51,7 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) ->
             &rows,
         )
     })?;
-    Ok(ExitCode::Ok)
+    Ok(Outcome::Succeeded)
 }
 
 /// The status of the named environments (all, in promotion order, when none are named),
@@ -69,15 +69,20 @@ pub async fn collect(
             .map(|n| cfg.environment(n))
             .collect::<Result<Vec<_>, _>>()?
     };
-    let clients = Clients::new(global)?;
+    let clients = Clients::new(&global.kube_settings())?;
     let reads = envs.into_iter().map(|env| {
         let clients = &clients;
         async move {
             let target = clients.target(env).await?;
             let live = crate::release::live_workloads(cfg, &target).await?;
-            let newest = Records::new(&target.client, &target.namespace, &cfg.app, &env.name)
-                .latest()
-                .await?;
+            let mut newest: Vec<_> =
+                Records::new(&target.client, &target.namespace, &cfg.app, &env.name)
+                    .latest()
+                    .await?
+                    .into_iter()
+                    .collect();
+            crate::cmd::history::shown_as_they_stand(&mut newest, &target, &cfg.app).await;
+            let newest = newest.pop();
             Ok::<_, anyhow::Error>(env_status(
                 &env.name,
                 &target.namespace,

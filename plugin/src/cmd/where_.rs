@@ -3,10 +3,11 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::artifacts::git;
 use crate::cli::{GlobalArgs, WhereArgs};
 use crate::config::ReleaseConfig;
-use crate::exit::ExitCode;
-use crate::git::{self, CommitSha};
+use crate::domain::CommitSha;
+use crate::domain::Outcome;
 use crate::output;
 
 #[derive(Debug, Serialize)]
@@ -19,7 +20,7 @@ struct Placement {
     revision: Option<u64>,
 }
 
-pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &WhereArgs) -> Result<ExitCode> {
+pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &WhereArgs) -> Result<Outcome> {
     let commit = match CommitSha::parse_full(&args.rev) {
         Ok(full) => full,
         Err(_) => git::resolve(
@@ -49,5 +50,5 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &WhereArgs) -> 
             format!("{} runs in: {}\n", commit.short(), running.join(", "))
         }
     })?;
-    Ok(ExitCode::Ok)
+    Ok(Outcome::Succeeded)
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hooks_sdk::Phase;
 
-pub use raw::{FailurePolicy, split_serde_message};
+pub use raw::{FailurePolicy, Need, split_serde_message};
 
 pub const API_VERSION: &str = "kubectl-release.io/v1alpha1";
 pub const KIND: &str = "ReleaseConfig";
@@ -68,6 +68,8 @@ pub struct HookConfig {
     /// `None`: every environment.
     pub environments: Option<Vec<String>>,
     pub failure_policy: FailurePolicy,
+    /// What the hook is shown beyond the target environment (`needs: [environments]`).
+    pub needs: Vec<Need>,
     pub limits: HookLimits,
     pub settings: serde_json::Value,
 }
@@ -105,12 +107,12 @@ impl HookConfig {
 
 impl ReleaseConfig {
     /// The environment called `name`, or a usage error listing the known ones.
-    pub fn environment(&self, name: &str) -> Result<&Environment, crate::exit::Failure> {
+    pub fn environment(&self, name: &str) -> Result<&Environment, crate::domain::Failure> {
         self.environments
             .iter()
             .find(|e| e.name == name)
             .ok_or_else(|| {
-                crate::exit::Failure::usage(format!(
+                crate::domain::Failure::invalid(format!(
                     "unknown environment `{name}` in {}; known: {}",
                     self.path.display(),
                     self.environment_names().join(", ")
@@ -436,6 +438,7 @@ impl Validator<'_> {
                 phases,
                 environments: hook.environments.clone(),
                 failure_policy: hook.failure_policy,
+                needs: hook.needs.clone(),
                 limits,
                 settings: hook
                     .settings

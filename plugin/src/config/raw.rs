@@ -55,6 +55,8 @@ pub struct RawHook {
     #[serde(default)]
     pub failure_policy: FailurePolicy,
     #[serde(default)]
+    pub needs: Vec<Need>,
+    #[serde(default)]
     pub timeout: Option<String>,
     #[serde(default)]
     pub memory: Option<String>,
@@ -64,6 +66,16 @@ pub struct RawHook {
     pub max_logs: Option<String>,
     #[serde(default)]
     pub settings: Option<serde_json::Value>,
+}
+
+/// What a hook asks to be shown beyond the release itself. A release reads only the target
+/// environment unless one of its hooks needs more, so a deploy into qa needs no credentials
+/// for production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Need {
+    /// Every environment's running images and digests (`environments` in the request).
+    Environments,
 }
 
 /// What a hook error (trap, timeout, garbage output) means for the release.

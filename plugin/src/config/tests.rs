@@ -254,7 +254,7 @@ fn promotion_order_puts_sources_first() {
 fn unknown_environment_lookup_lists_known_ones() {
     let cfg = parse_str(GOOD).unwrap();
     let err = cfg.environment("staging").unwrap_err();
-    assert_eq!(err.code, crate::exit::ExitCode::Usage);
+    assert_eq!(err.outcome, crate::domain::Outcome::Invalid);
     assert!(
         err.message.contains("unknown environment `staging`"),
         "{}",

@@ -162,6 +162,7 @@ impl HookEngine {
             phases: hooks_sdk::Phase::ALL.to_vec(),
             environments: None,
             failure_policy: FailurePolicy::Fail,
+            needs: Vec::new(),
             limits,
             settings: serde_json::json!({}),
         };

@@ -117,6 +117,37 @@ impl Serialize for Outcome {
 }
 
 impl HookVerdict {
+    /// The verdict as reports and records keep it.
+    pub fn recorded(&self, phase: Phase) -> crate::domain::Verdict {
+        use crate::domain::VerdictOutcome;
+        let outcome = match &self.outcome {
+            Outcome::Allowed { message } => VerdictOutcome::Allowed {
+                message: message.clone(),
+            },
+            Outcome::Denied {
+                message,
+                violations,
+            } => VerdictOutcome::Denied {
+                message: message.clone(),
+                violations: violations.clone(),
+            },
+            Outcome::Error { error, ignored } => VerdictOutcome::Error {
+                error: error.to_string(),
+                error_kind: error.kind().into(),
+                ignored: *ignored,
+            },
+        };
+        crate::domain::Verdict {
+            hook: self.hook.clone(),
+            phase,
+            source: self.source.clone(),
+            failure_policy: self.failure_policy,
+            outcome,
+            warnings: self.warnings.clone(),
+            duration_ms: self.duration_ms,
+        }
+    }
+
     /// Whether this verdict stops the release: a denial, or an error under `Fail`.
     pub fn denies(&self) -> bool {
         match &self.outcome {

@@ -14,55 +14,15 @@ use hooks_sdk::Approval;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::runtime::watcher;
-use serde::Serialize;
 
-use crate::exit::{ExitCode, Failure};
-use crate::kube_client::EnvTarget;
-use crate::names;
+use crate::cluster::EnvTarget;
+use crate::domain::names;
+use crate::domain::{Failure, Outcome};
 
 /// Where approvals live in every cluster.
 pub const NAMESPACE: &str = "kubectl-release-approvals";
 const DATA_KEY: &str = "approval.json";
 const LABEL_APPROVAL: &str = "kubectl-release.io/approval";
-
-/// How an approval stands against what would be released now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Standing {
-    Valid,
-    Expired,
-    /// Approved other digests (an older or rebuilt image).
-    OtherDigests,
-}
-
-impl std::fmt::Display for Standing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Standing::Valid => "valid",
-            Standing::Expired => "expired",
-            Standing::OtherDigests => "other digests",
-        })
-    }
-}
-
-/// Judges `approval` against the digests that would be released, at `now`.
-pub fn standing(approval: &Approval, digests: &[String], now: jiff::Timestamp) -> Standing {
-    let expired = approval
-        .expires_at
-        .parse::<jiff::Timestamp>()
-        .is_ok_and(|t| t <= now);
-    let mut approved = approval.digests.clone();
-    approved.sort();
-    let mut wanted = digests.to_vec();
-    wanted.sort();
-    if expired {
-        Standing::Expired
-    } else if approved != wanted {
-        Standing::OtherDigests
-    } else {
-        Standing::Valid
-    }
-}
 
 /// The approvals of one app in one environment's cluster.
 pub struct Approvals {
@@ -102,7 +62,7 @@ impl Approvals {
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
             Err(kube::Error::Api(s)) if s.code == 403 => {
                 return Err(Failure::new(
-                    ExitCode::Usage,
+                    Outcome::Invalid,
                     format!("you may not read approvals in namespace {NAMESPACE}: {}; see plugin/rbac/approvals.yaml", s.message),
                 )
                 .into());
@@ -143,14 +103,14 @@ impl Approvals {
         match self.api.create(&PostParams::default(), &cm).await {
             Ok(created) => Ok(created.metadata.name.unwrap_or_default()),
             Err(kube::Error::Api(s)) if s.code == 403 => Err(Failure::new(
-                ExitCode::Usage,
+                Outcome::Invalid,
                 format!(
                     "{} may not approve releases into {}: the API server refused ({}); approvals are for members of the approvers group (plugin/rbac/approvals.yaml)",
                     approval.user, self.env, s.message
                 ),
             )
             .into()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Err(Failure::usage(format!(
+            Err(kube::Error::Api(s)) if s.code == 404 => Err(Failure::invalid(format!(
                 "the cluster of {} has no namespace {NAMESPACE}; an admin sets up approvals with `kubectl apply -f plugin/rbac/approvals.yaml`",
                 self.env
             ))
@@ -212,51 +172,4 @@ fn version_of(cm: &ConfigMap) -> (String, String) {
         cm.metadata.name.clone().unwrap_or_default(),
         cm.metadata.resource_version.clone().unwrap_or_default(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn approval(digests: &[&str], expires_at: &str) -> Approval {
-        Approval {
-            user: "ann".into(),
-            environment: "production".into(),
-            commit: "c".repeat(40),
-            digests: digests.iter().map(|d| d.to_string()).collect(),
-            approved_at: "2026-01-01T00:00:00Z".into(),
-            expires_at: expires_at.into(),
-            verified: false,
-        }
-    }
-
-    #[test]
-    fn an_approval_is_bound_to_the_digests_and_expires() {
-        let now: jiff::Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
-        let wanted = vec!["sha256:b".to_string(), "sha256:a".to_string()];
-        assert_eq!(
-            standing(
-                &approval(&["sha256:a", "sha256:b"], "2026-01-02T00:00:00Z"),
-                &wanted,
-                now
-            ),
-            Standing::Valid
-        );
-        assert_eq!(
-            standing(
-                &approval(&["sha256:a"], "2026-01-02T00:00:00Z"),
-                &wanted,
-                now
-            ),
-            Standing::OtherDigests
-        );
-        assert_eq!(
-            standing(
-                &approval(&["sha256:a", "sha256:b"], "2026-01-01T06:00:00Z"),
-                &wanted,
-                now
-            ),
-            Standing::Expired
-        );
-    }
 }

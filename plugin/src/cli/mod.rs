@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::exit::EXIT_CODES_HELP;
+pub mod exit;
+pub mod signals;
+
+use exit::EXIT_CODES_HELP;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -80,12 +83,18 @@ pub struct GlobalArgs {
     pub verbose: u8,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Table,
-    Json,
-    Yaml,
+impl GlobalArgs {
+    /// The kubeconfig flags, for the cluster gateway (which never sees the parser's types).
+    pub fn kube_settings(&self) -> crate::cluster::KubeSettings {
+        crate::cluster::KubeSettings {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
 }
+
+pub use crate::output::OutputFormat;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

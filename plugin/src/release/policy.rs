@@ -10,17 +10,15 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use hooks_sdk::Phase;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::Api;
 use serde::Deserialize;
 
+use crate::artifacts::oci_modules::{FetchedModule, ModuleRef, ModuleStore};
+use crate::cluster::{self, EnvTarget};
 use crate::config::locate::{self, Seg};
 use crate::config::{
-    FailurePolicy, HookConfig, HookLimits, parse_positive_duration, parse_quantity,
+    FailurePolicy, HookConfig, HookLimits, Need, parse_positive_duration, parse_quantity,
 };
-use crate::exit::{ExitCode, Failure};
-use crate::kube_client::EnvTarget;
-use crate::oci_modules::{ModuleRef, ModuleStore};
+use crate::domain::{Failure, Outcome};
 
 pub const NAMESPACE: &str = "kubectl-release-system";
 pub const CONFIGMAP: &str = "kubectl-release-policy";
@@ -54,6 +52,9 @@ struct RawPolicyHook {
     namespace_selector: Option<String>,
     #[serde(default)]
     failure_policy: FailurePolicy,
+    /// What the hook is shown beyond the target environment, as in release.yaml.
+    #[serde(default)]
+    needs: Vec<Need>,
     #[serde(default)]
     timeout: Option<String>,
     #[serde(default)]
@@ -75,6 +76,7 @@ pub struct PolicyHook {
     pub namespaces: Option<Vec<String>>,
     pub namespace_selector: Option<Vec<(String, String)>>,
     pub failure_policy: FailurePolicy,
+    pub needs: Vec<Need>,
     pub limits: HookLimits,
     pub settings: serde_json::Value,
 }
@@ -92,7 +94,7 @@ impl PolicyHook {
     }
 
     /// The hook as the sandbox runs it, once its module is fetched to `path`.
-    pub fn to_hook_config(&self, fetched: &crate::oci_modules::FetchedModule) -> HookConfig {
+    pub fn to_hook_config(&self, fetched: &FetchedModule) -> HookConfig {
         HookConfig {
             name: self.name.clone(),
             module: fetched.path.clone(),
@@ -100,6 +102,7 @@ impl PolicyHook {
             phases: self.phases.clone(),
             environments: None,
             failure_policy: self.failure_policy,
+            needs: self.needs.clone(),
             limits: self.limits,
             settings: self.settings.clone(),
         }
@@ -179,6 +182,7 @@ pub fn parse(origin: &str, text: &str) -> Result<Vec<PolicyHook>, String> {
             namespaces: h.namespaces,
             namespace_selector,
             failure_policy: h.failure_policy,
+            needs: h.needs,
             limits,
             settings: h.settings.unwrap_or_else(|| serde_json::json!({})),
         });
@@ -212,44 +216,21 @@ pub async fn load_for(target: &EnvTarget) -> Result<Vec<PolicyHook>> {
         "cluster of {} ({}): ConfigMap {NAMESPACE}/{CONFIGMAP} key {DATA_KEY}",
         target.env.name, target.server
     );
-    let api: Api<ConfigMap> = Api::namespaced(target.client.clone(), NAMESPACE);
-    let cm = match api.get_opt(CONFIGMAP).await {
-        Ok(Some(cm)) => cm,
-        Ok(None) => return Ok(Vec::new()),
-        Err(kube::Error::Api(s)) if s.code == 403 => {
-            return Err(Failure::new(
-                ExitCode::Usage,
-                format!("cannot read the cluster policy {NAMESPACE}/{CONFIGMAP} of {}: {}; everyone who releases must be able to read it (plugin/rbac/policy.yaml)", target.env.name, s.message),
-            )
-            .into());
-        }
-        Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("cannot read the cluster policy of {target}")));
-        }
+    let Some(text) = cluster::policy::document(target, NAMESPACE, CONFIGMAP, DATA_KEY).await?
+    else {
+        return Ok(Vec::new());
     };
-    let text = cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get(DATA_KEY))
-        .cloned()
-        .unwrap_or_default();
-    let hooks = parse(&origin, &text).map_err(Failure::usage)?;
+    let hooks = parse(&origin, &text).map_err(Failure::invalid)?;
     if hooks.is_empty() {
         return Ok(hooks);
     }
     let labels = if hooks.iter().any(|h| h.namespace_selector.is_some()) {
-        let namespaces: Api<Namespace> = Api::all(target.client.clone());
-        match namespaces.get_opt(&target.namespace).await {
-            Ok(ns) => ns.and_then(|n| n.metadata.labels).unwrap_or_default(),
-            Err(e) => {
-                return Err(Failure::new(
-                    ExitCode::Denied,
-                    format!("the cluster policy selects namespaces by label, but the labels of `{}` cannot be read ({e}); the release is denied", target.namespace),
-                )
-                .into());
-            }
-        }
+        cluster::policy::namespace_labels(target).await.map_err(|e| {
+            Failure::new(
+                Outcome::Denied,
+                format!("the cluster policy selects namespaces by label, but the labels of `{}` cannot be read ({e:#}); the release is denied", target.namespace),
+            )
+        })?
     } else {
         BTreeMap::new()
     };
@@ -266,7 +247,7 @@ pub async fn fetch_modules(hooks: &[PolicyHook], store: &ModuleStore) -> Result<
     for hook in hooks {
         let fetched = store.fetch(&hook.module).await.map_err(|e| {
             Failure::new(
-                ExitCode::Denied,
+                Outcome::Denied,
                 format!(
                     "cluster policy hook `{}`: {e}; the release is denied",
                     hook.name

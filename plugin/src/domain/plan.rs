@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::pinned;
-use crate::workloads::{Workload, WorkloadRef};
+use super::{ImageRef, Workload, WorkloadRef};
 
-/// What started a release: the contract's own type, so records, output and hooks agree.
-pub use hooks_sdk::ReleaseKind;
+fn pinned(repository: &str, digest: &str) -> String {
+    ImageRef::pinned(repository, digest)
+}
 
 /// One container's image before and after the release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerChange {
     pub workload: WorkloadRef,
@@ -59,7 +59,7 @@ pub fn exact(
     repository: &str,
     wanted: &BTreeMap<(WorkloadRef, String), String>,
 ) -> Result<Vec<ContainerChange>, String> {
-    let current = crate::workloads::current_images(workloads, repository);
+    let current = super::workload::current_images(workloads, repository);
     wanted
         .iter()
         .map(|((workload, container), image)| {
@@ -111,11 +111,31 @@ pub fn inverse(changes: &[ContainerChange]) -> Vec<ContainerChange> {
         .collect()
 }
 
+/// The images each workload's new pods will have, to tell new pods from old ones.
+pub fn new_images(changes: &[ContainerChange]) -> BTreeMap<WorkloadRef, Vec<String>> {
+    let mut map: BTreeMap<WorkloadRef, Vec<String>> = BTreeMap::new();
+    for c in changes {
+        map.entry(c.workload.clone())
+            .or_default()
+            .push(c.after.clone());
+    }
+    map
+}
+
+/// The changes that touch one of `workloads`.
+pub fn touching(changes: &[ContainerChange], workloads: &[WorkloadRef]) -> Vec<ContainerChange> {
+    changes
+        .iter()
+        .filter(|c| workloads.contains(&c.workload))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workloads::Kind;
-    use crate::workloads::fixtures::workload;
+    use crate::domain::Kind;
+    use crate::domain::workload::fixtures::workload;
 
     const REPO: &str = "127.0.0.1:5000/acme/web";
 

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::registry::{ImageRef, pinned};
-use crate::rollout::{RolloutState, rollout_state};
-use crate::workloads::{Workload, WorkloadRef};
+use crate::artifacts::registry::{ImageRef, pinned};
+use crate::domain::rollout_state::{RolloutState, rollout_state};
+use crate::domain::{Workload, WorkloadRef};
 
 /// `(workload, container) → repo@digest` that runs in the source, or the reason it cannot be
 /// promoted (a rollout still going on, pods that disagree, an unpinned CronJob image).
@@ -67,8 +67,8 @@ pub fn source_images(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workloads::Kind;
-    use crate::workloads::fixtures::workload;
+    use crate::domain::Kind;
+    use crate::domain::workload::fixtures::workload;
     use serde_json::json;
 
     fn rolled_out(mut w: Workload) -> Workload {

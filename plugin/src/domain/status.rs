@@ -4,9 +4,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::names;
-use crate::records::Release;
-use crate::workloads::{self, Kind, Workload};
+use crate::domain::Release;
+use crate::domain::names;
+use crate::domain::{Kind, Workload, workload};
 
 /// One environment's state. This is the stable `-o json` shape of `status`.
 #[derive(Debug, Clone, Serialize)]
@@ -58,7 +58,7 @@ pub fn env_status(
     live: &[Workload],
     newest: Option<&Release>,
 ) -> EnvStatus {
-    let current = workloads::current_images(live, repository);
+    let current = workload::current_images(live, repository);
     let mut images: Vec<String> = current.values().cloned().collect();
     images.sort();
     images.dedup();
@@ -121,13 +121,13 @@ pub fn env_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::Outcome;
-    use crate::workloads::fixtures::workload;
+    use crate::domain::Outcome;
+    use crate::domain::workload::fixtures::workload;
 
     const REPO: &str = "r/web";
 
     fn record(image: &str) -> Release {
-        crate::records::fixtures::release(3, Outcome::Succeeded, image)
+        crate::domain::record::fixtures::release(3, Outcome::Succeeded, image)
     }
 
     #[test]

@@ -12,7 +12,7 @@ use oci_client::{Client, Reference};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::registry::Registry;
+use crate::artifacts::registry::Registry;
 
 /// Media type of the module layer.
 pub const MODULE_MEDIA_TYPE: &str = "application/vnd.kubectl-release.hook.module.v1+wasm";

@@ -8,53 +8,13 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use thiserror::Error;
 
-use crate::git::CommitSha;
+use crate::domain::CommitSha;
 
-/// The parts of an image reference we care about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef {
-    /// Everything before the tag or digest: `registry.example.com/acme/web`.
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-}
-
-impl ImageRef {
-    /// Splits `repo[:tag][@digest]`; a `:` in the registry host (a port) is not a tag.
-    pub fn parse(reference: &str) -> ImageRef {
-        let (rest, digest) = match reference.split_once('@') {
-            Some((r, d)) => (r, Some(d.to_string())),
-            None => (reference, None),
-        };
-        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-        let (repository, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (
-                &rest[..last_slash + i],
-                Some(rest[last_slash + i + 1..].to_string()),
-            ),
-            None => (rest, None),
-        };
-        ImageRef {
-            repository: repository.to_string(),
-            tag,
-            digest,
-        }
-    }
-
-    /// The registry host of a repository (`docker.io` for bare names, as Docker resolves them).
-    pub fn registry(&self) -> &str {
-        match self.repository.split_once('/') {
-            Some((host, _)) if host.contains('.') || host.contains(':') || host == "localhost" => {
-                host
-            }
-            _ => "docker.io",
-        }
-    }
-}
+pub use hooks_sdk::helpers::ImageRef;
 
 /// `repo@sha256:…`: how we pin every container.
 pub fn pinned(repository: &str, digest: &str) -> String {
-    format!("{repository}@{digest}")
+    ImageRef::pinned(repository, digest)
 }
 
 #[derive(Debug, Error)]

@@ -8,10 +8,20 @@ use anyhow::{Context, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::OnceCell;
 
-use crate::cli::GlobalArgs;
+use super::ServerApis;
 use crate::config::Environment;
-use crate::exit::Failure;
-use crate::workloads::ServerApis;
+use crate::domain::Failure;
+
+/// Where the kubeconfig is and what overrides it, as kubectl's global flags say.
+#[derive(Debug, Clone, Default)]
+pub struct KubeSettings {
+    /// `--kubeconfig`; else `$KUBECONFIG`, then `~/.kube/config`.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// `--context`: overrides every environment's `context`.
+    pub context: Option<String>,
+    /// `-n`: overrides every environment's namespace.
+    pub namespace: Option<String>,
+}
 
 /// An environment resolved against the kubeconfig: where it is and a client to reach it.
 #[derive(Clone)]
@@ -66,7 +76,7 @@ impl fmt::Display for EnvTarget {
 /// of a promotion does, reuses its connections and what its server was found to serve.
 pub struct Clients {
     kubeconfig: Kubeconfig,
-    global: GlobalArgs,
+    global: KubeSettings,
     connections: Mutex<HashMap<String, Connection>>,
 }
 
@@ -81,7 +91,7 @@ struct Connection {
 impl Clients {
     /// Honours `--kubeconfig`, then `$KUBECONFIG` (a list of files, as kubectl reads it), then
     /// `~/.kube/config`.
-    pub fn new(global: &GlobalArgs) -> Result<Self> {
+    pub fn new(global: &KubeSettings) -> Result<Self> {
         let kubeconfig = match &global.kubeconfig {
             Some(path) => Kubeconfig::read_from(path)
                 .with_context(|| format!("cannot read kubeconfig {}", path.display()))?,
@@ -106,7 +116,7 @@ impl Clients {
             .or_else(|| env.context.clone())
             .or_else(|| self.kubeconfig.current_context.clone())
             .ok_or_else(|| {
-                Failure::usage(format!(
+                Failure::invalid(format!(
                     "environment `{}` names no context and the kubeconfig has no current context; \
                      set `context` in release.yaml or pass --context",
                     env.name
@@ -119,7 +129,7 @@ impl Clients {
             .find(|c| c.name == context)
             .ok_or_else(|| {
                 let known: Vec<_> = self.kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
-                Failure::usage(format!(
+                Failure::invalid(format!(
                     "environment `{}`: context `{context}` is not in the kubeconfig; known contexts: {}",
                     env.name,
                     known.join(", ")
@@ -229,7 +239,6 @@ fn log_request<B>(request: http::Request<B>) -> http::Request<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::OutputFormat;
 
     const KUBECONFIG: &str = r#"
 apiVersion: v1
@@ -265,13 +274,9 @@ current-context: ctx-a
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kubeconfig");
         std::fs::write(&path, KUBECONFIG).unwrap();
-        let clients = Clients::new(&GlobalArgs {
+        let clients = Clients::new(&KubeSettings {
             kubeconfig: Some(path),
-            context: None,
-            namespace: None,
-            output: OutputFormat::Table,
-            file: None,
-            verbose: 0,
+            ..Default::default()
         })
         .unwrap();
 

@@ -2,50 +2,13 @@
 
 use std::path::Path;
 
-use crate::exit::Failure;
-
-/// A full commit hash, 40 lower-case hex digits; the tag of the commit's image.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct CommitSha(String);
-
-impl CommitSha {
-    /// Accepts exactly 40 hex digits (any case), for `--commit` in CI without a checkout.
-    pub fn parse_full(text: &str) -> Result<CommitSha, Failure> {
-        let t = text.trim();
-        if t.len() == 40 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Ok(CommitSha(t.to_ascii_lowercase()))
-        } else {
-            Err(Failure::usage(format!(
-                "`{text}` is not a full commit hash: --commit takes all 40 hex digits \
-                 (run `git rev-parse {text}` where the repository is checked out)"
-            )))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The first 7 digits, for tables.
-    pub fn short(&self) -> &str {
-        &self.0[..7]
-    }
-}
-
-impl std::fmt::Display for CommitSha {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::domain::{CommitSha, Failure};
 
 /// Resolves `rev` (default `HEAD`) in the git repository containing `dir`.
 pub fn resolve(dir: &Path, rev: Option<&str>) -> Result<CommitSha, Failure> {
     let rev = rev.unwrap_or("HEAD");
     let repo = gix::discover(dir).map_err(|e| {
-        Failure::usage(format!(
+        Failure::invalid(format!(
             "cannot resolve `{rev}`: {} is not inside a git repository ({e}); \
              run from the app's checkout or pass --commit <40-hex sha>",
             dir.display()
@@ -53,12 +16,12 @@ pub fn resolve(dir: &Path, rev: Option<&str>) -> Result<CommitSha, Failure> {
     })?;
     let id = repo
         .rev_parse_single(rev)
-        .map_err(|e| Failure::usage(describe_rev_error(rev, &e.to_string())))?;
+        .map_err(|e| Failure::invalid(describe_rev_error(rev, &e.to_string())))?;
     let commit = id
         .object()
         .and_then(|o| o.peel_to_kind(gix::object::Kind::Commit))
-        .map_err(|e| Failure::usage(format!("`{rev}` does not name a commit: {e}")))?;
-    Ok(CommitSha(commit.id.to_string()))
+        .map_err(|e| Failure::invalid(format!("`{rev}` does not name a commit: {e}")))?;
+    CommitSha::parse_full(&commit.id.to_string())
 }
 
 /// Turns gix's error into advice: an ambiguous short SHA wants more digits.
@@ -77,23 +40,6 @@ fn describe_rev_error(rev: &str, err: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn full_sha_is_normalised() {
-        let sha = CommitSha::parse_full("3F2A9C1E0B7D4A5F8E6C2B1A0D9F8E7C6B5A4D3E").unwrap();
-        assert_eq!(sha.as_str(), "3f2a9c1e0b7d4a5f8e6c2b1a0d9f8e7c6b5a4d3e");
-        assert_eq!(sha.short(), "3f2a9c1");
-    }
-
-    #[test]
-    fn short_sha_is_refused_for_commit_flag() {
-        let err = CommitSha::parse_full("3f2a9c1").unwrap_err();
-        assert!(
-            err.message.contains("not a full commit hash"),
-            "{}",
-            err.message
-        );
-    }
 
     #[test]
     fn resolves_branch_tag_and_short_sha_in_a_real_repo() {

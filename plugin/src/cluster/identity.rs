@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::kube_client::EnvTarget;
-use crate::records::Actor;
+use crate::cluster::EnvTarget;
+use crate::domain::Actor;
 
 pub async fn whoami(target: &EnvTarget) -> Actor {
     // Asked once per context and process: `promote --all` would otherwise ask for every app.

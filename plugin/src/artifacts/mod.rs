@@ -1,0 +1,6 @@
+//! What a release is made from, outside the cluster: `git` (a revision → the full commit),
+//! `registry` (a commit's image → its digest) and `oci_modules` (hook modules as OCI artifacts).
+
+pub mod git;
+pub mod oci_modules;
+pub mod registry;

@@ -1,0 +1,169 @@
+//! [`KubeEnv`]: the [`EnvGateway`] of one environment, over its kube client.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+
+use super::lease::Lock;
+use super::records::Records;
+use super::rollout::{self, Stamp, WaitFailure};
+use super::{EnvGateway, EnvSnapshot, EnvTarget, ServerApis, workloads};
+use crate::domain::{ContainerChange, Release, Workload, WorkloadRef};
+use crate::progress::Progress;
+
+/// One app in one environment, as the release engine sees it.
+pub struct KubeEnv {
+    target: EnvTarget,
+    apis: ServerApis,
+    app: String,
+    repository: String,
+    selector: Option<String>,
+    records: Records,
+    lock: Mutex<Option<Lock>>,
+}
+
+impl KubeEnv {
+    /// The gateway for `app` (whose image repository is `repository`, its workloads narrowed by
+    /// `selector`) in `target`.
+    pub async fn new(
+        target: &EnvTarget,
+        app: &str,
+        repository: &str,
+        selector: Option<&str>,
+    ) -> Result<KubeEnv> {
+        let apis = target.server_apis().await?;
+        Ok(KubeEnv {
+            records: Records::new(&target.client, &target.namespace, app, &target.env.name),
+            target: target.clone(),
+            apis,
+            app: app.into(),
+            repository: repository.into(),
+            selector: selector.map(Into::into),
+            lock: Mutex::new(None),
+        })
+    }
+
+    pub fn target(&self) -> &EnvTarget {
+        &self.target
+    }
+
+    /// The app's workloads alone (for `status`, `where` and the source of a promotion).
+    pub async fn workloads(&self) -> Result<Vec<Workload>> {
+        let t = &self.target;
+        workloads::discover(
+            &t.client,
+            &self.apis,
+            &t.namespace,
+            &self.repository,
+            self.selector.as_deref(),
+        )
+        .await
+        .with_context(|| format!("cannot list workloads in {t}"))
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<Lock>> {
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl EnvGateway for KubeEnv {
+    async fn lock(&self, holder: &str) -> Result<()> {
+        let t = &self.target;
+        let lock = Lock::acquire(&t.client, &t.namespace, &self.app, &t.env.name, holder).await?;
+        *self.held() = Some(lock);
+        Ok(())
+    }
+
+    async fn unlock(&self) {
+        let lock = self.held().take();
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+    }
+
+    fn lock_lost(&self) -> bool {
+        self.held().as_ref().is_some_and(Lock::lost)
+    }
+
+    async fn snapshot(&self) -> Result<EnvSnapshot> {
+        let t = &self.target;
+        let found = workloads::discover(
+            &t.client,
+            &self.apis,
+            &t.namespace,
+            &self.repository,
+            self.selector.as_deref(),
+        );
+        let pods = Api::<Pod>::namespaced(t.client.clone(), &t.namespace);
+        let params = ListParams::default();
+        let (found, pods) = futures::join!(found, pods.list(&params));
+        Ok(EnvSnapshot {
+            workloads: found.with_context(|| format!("cannot list workloads in {t}"))?,
+            pods: pods
+                .with_context(|| format!("cannot list pods in {t}"))?
+                .items,
+        })
+    }
+
+    async fn history(&self) -> Result<Vec<Release>> {
+        self.records.list().await
+    }
+
+    async fn create_record(&self, record: &Release) -> Result<()> {
+        self.records.create(record).await
+    }
+
+    async fn update_record(&self, record: &Release) -> Result<()> {
+        self.records.update(record).await
+    }
+
+    async fn prune_records(&self, keep: usize) {
+        self.records.prune(keep).await
+    }
+
+    async fn patch(
+        &self,
+        workload: &Workload,
+        changes: &[&ContainerChange],
+        stamp: &Stamp,
+        check_version: bool,
+    ) -> Result<Workload> {
+        let t = &self.target;
+        rollout::patch_one(
+            &t.client,
+            &self.apis,
+            &t.namespace,
+            workload,
+            changes,
+            stamp,
+            check_version,
+        )
+        .await
+    }
+
+    async fn wait(
+        &self,
+        workloads: &[Workload],
+        images: &BTreeMap<WorkloadRef, Vec<String>>,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<(), WaitFailure> {
+        let t = &self.target;
+        rollout::wait_all(
+            &t.client,
+            &self.apis,
+            &t.namespace,
+            workloads,
+            images,
+            timeout,
+            progress,
+        )
+        .await
+    }
+}

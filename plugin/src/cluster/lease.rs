@@ -1,0 +1,231 @@
+//! One release at a time per app and environment: a `coordination.k8s.io` Lease as the lock.
+//!
+//! The holder renews the lease while it works; a holder that crashed stops renewing, its lease
+//! expires after `LEASE_DURATION_SECS` (see `domain::lock`), and the next run takes it over. So
+//! no lock blocks forever (Helm's "another operation is in progress" needs a hand-made fix;
+//! this one does not). A holder that cannot renew for longer than that knows it may have lost
+//! the lock ([`Lock::lost`]) and must stop changing the cluster.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+
+use crate::domain::lock::{LEASE_DURATION_SECS, LeaseView, LockState, lock_state};
+use crate::domain::{Failure, Outcome, names};
+
+/// A held lock; renewed in the background until [`Lock::release`] (or drop, which only stops
+/// renewing: the lease then expires by itself).
+pub struct Lock {
+    api: Api<Lease>,
+    name: String,
+    holder: String,
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// Who holds a lock, in words: user, host and process.
+pub fn holder_identity(user: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{user} on {host} (pid {})", std::process::id())
+}
+
+/// The lease as plain data.
+pub fn view(lease: &Lease) -> LeaseView {
+    let spec = lease.spec.clone().unwrap_or_default();
+    LeaseView {
+        holder: spec.holder_identity,
+        acquired: spec.acquire_time.map(|t| t.0),
+        renewed: spec.renew_time.map(|t| t.0),
+        duration_secs: spec.lease_duration_seconds,
+    }
+}
+
+/// Where the lock of `app` in `env` stands now (for `status` and `history`).
+pub async fn state(
+    client: &kube::Client,
+    namespace: &str,
+    app: &str,
+    env: &str,
+) -> Result<LockState> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let lease = api
+        .get_opt(&names::lock_name(app, env))
+        .await
+        .context("cannot read the release lock")?;
+    Ok(lock_state(
+        lease.as_ref().map(view).as_ref(),
+        Timestamp::now(),
+    ))
+}
+
+impl Lock {
+    /// Takes the lock of `app` in `env`, or fails as `Locked` naming the holder and its age.
+    pub async fn acquire(
+        client: &kube::Client,
+        namespace: &str,
+        app: &str,
+        env: &str,
+        holder: &str,
+    ) -> Result<Lock> {
+        let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+        let name = names::lock_name(app, env);
+        let lease = fresh_lease(&name, holder);
+        match api.create(&PostParams::default(), &lease).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let existing = api
+                    .get(&name)
+                    .await
+                    .context("cannot read the release lock")?;
+                take_over(&api, &existing, lease, (namespace, app, env)).await?;
+            }
+            Err(e) => {
+                return Err(e).context(format!("cannot take the release lock {namespace}/{name}"));
+            }
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = tokio::spawn(renew_forever(api.clone(), name.clone(), lost.clone()));
+        Ok(Lock {
+            api,
+            name,
+            holder: holder.to_string(),
+            lost,
+            renewer,
+        })
+    }
+
+    /// True once renewals have failed for longer than the lease lasts.
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Stops renewing and deletes the lease if we still hold it.
+    pub async fn release(self) {
+        self.renewer.abort();
+        match self.api.get(&self.name).await {
+            Ok(lease)
+                if lease
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.as_deref())
+                    == Some(self.holder.as_str()) =>
+            {
+                if let Err(e) = self.api.delete(&self.name, &DeleteParams::default()).await {
+                    tracing::warn!(lock = %self.name, "cannot delete the release lock; it expires by itself: {e}");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn fresh_lease(name: &str, holder: &str) -> Lease {
+    let now = Timestamp::now();
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(
+                [(
+                    names::LABEL_MANAGED_BY.to_string(),
+                    names::MANAGER.to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.to_string()),
+            lease_duration_seconds: Some(LEASE_DURATION_SECS as i32),
+            acquire_time: Some(MicroTime(now)),
+            renew_time: Some(MicroTime(now)),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Replaces an expired lease with ours; a live one is a `Locked` failure.
+async fn take_over(
+    api: &Api<Lease>,
+    existing: &Lease,
+    mut ours: Lease,
+    (namespace, app, env): (&str, &str, &str),
+) -> Result<()> {
+    let name = names::lock_name(app, env);
+    match lock_state(Some(&view(existing)), Timestamp::now()) {
+        LockState::Held { holder, age_secs } => Err(Failure::new(
+            Outcome::Locked,
+            format!(
+                "another release of {app} to {env} is in progress: locked by {holder} for {age_secs}s \
+                 (Lease {namespace}/{name}); wait for it to finish, or, if that run died, \
+                 for the lock to expire {LEASE_DURATION_SECS}s after its last renewal"
+            ),
+        )
+        .into()),
+        LockState::Expired { holder } => {
+            tracing::warn!(%holder, "taking over an expired release lock");
+            ours.metadata.resource_version = existing.metadata.resource_version.clone();
+            let transitions = existing
+                .spec
+                .as_ref()
+                .and_then(|s| s.lease_transitions)
+                .unwrap_or(0)
+                .saturating_add(1);
+            if let Some(spec) = ours.spec.as_mut() {
+                spec.lease_transitions = Some(transitions);
+            }
+            api.replace(&name, &PostParams::default(), &ours)
+                .await
+                .map_err(|e| {
+                    // Someone else took it over first: they hold it now.
+                    anyhow::Error::new(Failure::new(
+                        Outcome::Locked,
+                        format!("another release of {app} to {env} took over the expired lock first ({e})"),
+                    ))
+                })?;
+            Ok(())
+        }
+        LockState::Free => Ok(()),
+    }
+}
+
+/// Renews every third of the lease's duration; marks the lock lost once no renewal has
+/// succeeded for two thirds of it.
+async fn renew_forever(api: Api<Lease>, name: String, lost: Arc<AtomicBool>) {
+    let duration = Duration::from_secs(LEASE_DURATION_SECS as u64);
+    let mut tick = tokio::time::interval(duration / 3);
+    tick.tick().await;
+    let mut last_renewal = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let patch = serde_json::json!({"spec": {"renewTime": MicroTime(Timestamp::now())}});
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => last_renewal = tokio::time::Instant::now(),
+            Err(e) => {
+                tracing::warn!(lock = %name, "cannot renew the release lock: {e}");
+                // Stop a third of a lease early: by the time another run sees the lease
+                // expired, this one has stopped changing the cluster.
+                if last_renewal.elapsed() >= duration * 2 / 3 {
+                    lost.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+}

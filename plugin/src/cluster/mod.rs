@@ -1,0 +1,86 @@
+//! The one gateway to the API server: every read, write and watch the plugin makes goes through
+//! this module, and every watch uses kube-runtime's backoff.
+//!
+//! - `clients`: one client per kubeconfig context and process; [`EnvTarget`] is an environment
+//!   resolved to a context, a server and a namespace;
+//! - [`EnvGateway`]: what a release needs of its target environment — lock, records, the app's
+//!   workloads and pods, patches and watches — as one trait, so the release engine's state
+//!   machine is tested over a fake ([`KubeEnv`] is the real one);
+//! - `workloads`, `rollout`, `records`, `lease`: the parts [`KubeEnv`] is made of;
+//! - `approvals`, `policy`, `identity`: what other verbs read and write.
+
+pub mod approvals;
+pub mod clients;
+pub mod env;
+pub mod identity;
+pub mod lease;
+pub mod policy;
+pub mod records;
+pub mod rollout;
+pub mod workloads;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::Pod;
+
+pub use clients::{Clients, EnvTarget, KubeSettings};
+pub use env::KubeEnv;
+pub use rollout::{Stamp, WaitFailure};
+pub use workloads::ServerApis;
+
+use crate::domain::{ContainerChange, Release, Workload, WorkloadRef};
+use crate::progress::Progress;
+
+/// What a release reads of its target environment, once: the app's workloads and the pods of
+/// the namespace (whose `imageID`s tell which digests really run).
+#[derive(Debug, Clone, Default)]
+pub struct EnvSnapshot {
+    pub workloads: Vec<Workload>,
+    pub pods: Vec<Pod>,
+}
+
+/// Everything a release does to its target environment.
+///
+/// Errors are `anyhow` errors carrying what was being done; a [`crate::domain::Failure`] in
+/// the chain (a held lock, a refused patch) names the outcome.
+#[allow(async_fn_in_trait)]
+pub trait EnvGateway {
+    /// Takes the release lock for `holder` and keeps it renewed until [`EnvGateway::unlock`];
+    /// a lock held by a live run is a `Locked` failure naming its holder.
+    async fn lock(&self, holder: &str) -> Result<()>;
+    /// Gives the lock up (if still ours).
+    async fn unlock(&self);
+    /// Whether the lock is still ours: false once a renewal failed for longer than the lease
+    /// lasts, when another run may have taken it over.
+    fn lock_lost(&self) -> bool;
+    /// The app's workloads and the namespace's pods.
+    async fn snapshot(&self) -> Result<EnvSnapshot>;
+    /// The app's records in this environment, newest first (unreadable ones skipped with a
+    /// warning naming them).
+    async fn history(&self) -> Result<Vec<Release>>;
+    /// Writes a new record (its revision must be free).
+    async fn create_record(&self, record: &Release) -> Result<()>;
+    /// Overwrites an existing record.
+    async fn update_record(&self, record: &Release) -> Result<()>;
+    /// Deletes the oldest records beyond `keep`.
+    async fn prune_records(&self, keep: usize);
+    /// Sets `changes`' images on one workload, stamped with the release's annotations; with
+    /// `check_version` a workload changed by someone else since it was read is a conflict.
+    async fn patch(
+        &self,
+        workload: &Workload,
+        changes: &[&ContainerChange],
+        stamp: &Stamp,
+        check_version: bool,
+    ) -> Result<Workload>;
+    /// Waits until every workload has rolled out to `images`, one fails, or `timeout` passes.
+    async fn wait(
+        &self,
+        workloads: &[Workload],
+        images: &BTreeMap<WorkloadRef, Vec<String>>,
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<(), WaitFailure>;
+}

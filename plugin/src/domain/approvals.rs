@@ -1,0 +1,104 @@
+//! How an approval stands against what would be released now: a pure decision shared by
+//! `approvals`, the release report and the hooks' request.
+
+use hooks_sdk::Approval;
+use serde::Serialize;
+
+/// How an approval stands against what would be released now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Standing {
+    Valid,
+    Expired,
+    /// Approved other digests (an older or rebuilt image).
+    OtherDigests,
+}
+
+impl std::fmt::Display for Standing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Standing::Valid => "valid",
+            Standing::Expired => "expired",
+            Standing::OtherDigests => "other digests",
+        })
+    }
+}
+
+/// Judges `approval` against the digests that would be released, at `now`.
+pub fn standing(approval: &Approval, digests: &[String], now: jiff::Timestamp) -> Standing {
+    let expired = approval
+        .expires_at
+        .parse::<jiff::Timestamp>()
+        .is_ok_and(|t| t <= now);
+    let mut approved = approval.digests.clone();
+    approved.sort();
+    let mut wanted = digests.to_vec();
+    wanted.sort();
+    if expired {
+        Standing::Expired
+    } else if approved != wanted {
+        Standing::OtherDigests
+    } else {
+        Standing::Valid
+    }
+}
+
+/// The approvals that count for releasing `digests` at `now`.
+pub fn valid_approvals(
+    approvals: &[Approval],
+    digests: &[String],
+    now: jiff::Timestamp,
+) -> Vec<Approval> {
+    approvals
+        .iter()
+        .filter(|a| standing(a, digests, now) == Standing::Valid)
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approval(digests: &[&str], expires_at: &str) -> Approval {
+        Approval {
+            user: "ann".into(),
+            environment: "production".into(),
+            commit: "c".repeat(40),
+            digests: digests.iter().map(|d| d.to_string()).collect(),
+            approved_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: expires_at.into(),
+            verified: false,
+        }
+    }
+
+    #[test]
+    fn an_approval_is_bound_to_the_digests_and_expires() {
+        let now: jiff::Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
+        let wanted = vec!["sha256:b".to_string(), "sha256:a".to_string()];
+        assert_eq!(
+            standing(
+                &approval(&["sha256:a", "sha256:b"], "2026-01-02T00:00:00Z"),
+                &wanted,
+                now
+            ),
+            Standing::Valid
+        );
+        assert_eq!(
+            standing(
+                &approval(&["sha256:a"], "2026-01-02T00:00:00Z"),
+                &wanted,
+                now
+            ),
+            Standing::OtherDigests
+        );
+        assert_eq!(
+            standing(
+                &approval(&["sha256:a", "sha256:b"], "2026-01-01T06:00:00Z"),
+                &wanted,
+                now
+            ),
+            Standing::Expired
+        );
+    }
+}

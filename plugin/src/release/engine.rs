@@ -1,0 +1,537 @@
+//! The release state machine. Every step that can fail maps to one outcome; once the journal
+//! has begun, no step returns early without finishing it.
+//!
+//! ```text
+//! lock → read → settle abandoned records → plan → (unchanged) → pre-hooks → (denied | planned)
+//!      → journal begin → apply ─(refused)→ undo → rolled-back
+//!                              ─(signal)─→ [undo if atomic] → interrupted | rolled-back
+//!      → wait ─(failed | timed out | signal)→ [undo if atomic] → failed | timed-out | interrupted | rolled-back
+//!             → post-hooks (report only) → succeeded
+//! ```
+
+use anyhow::Result;
+use hooks_sdk::Phase;
+
+use super::apply::{self, Stopped};
+use super::gate::{Judgement, TargetState};
+use super::journal::{self, Journal};
+use super::{Context, Intent, Interrupt, Options, Report, Wanted};
+use crate::cluster::{EnvGateway, EnvSnapshot, Stamp, WaitFailure};
+use crate::domain::hook_request::Facts;
+use crate::domain::record::{self, next_revision};
+use crate::domain::{ContainerChange, Failure, Outcome, Release, ReleaseKind, Workload, plan};
+use crate::progress::Progress;
+
+/// How a release ended: the report to print, and the failure (if any) that decides the exit.
+#[derive(Debug)]
+pub struct Ran {
+    pub report: Report,
+    pub end: Result<(), Failure>,
+}
+
+impl Ran {
+    fn ok(report: Report, outcome: Outcome) -> Ran {
+        Ran {
+            report: report.ended_by(outcome, None),
+            end: Ok(()),
+        }
+    }
+
+    fn fail(report: Report, failure: Failure) -> Ran {
+        Ran {
+            report: report.ended_by(failure.outcome, Some(&failure)),
+            end: Err(failure),
+        }
+    }
+
+    /// A release that stopped before any change: the error's outcome (`error` when it names
+    /// none) and its words.
+    fn stopped(report: Report, err: anyhow::Error) -> Ran {
+        let failure = Failure::new(crate::domain::outcome_of(&err), format!("{err:#}"));
+        Ran::fail(report, failure)
+    }
+}
+
+/// Runs the release; never returns without a report.
+pub async fn run<G: EnvGateway>(
+    ctx: &Context<'_, G>,
+    intent: &Intent,
+    opts: &Options,
+    interrupt: &Interrupt,
+) -> Ran {
+    let report = Report::new(&ctx.config.app, &ctx.env.name, intent);
+    // A dry run changes nothing, so it needs no lock.
+    if !opts.dry_run
+        && let Err(e) = ctx.gateway.lock(&ctx.holder).await
+    {
+        return Ran::stopped(report, e);
+    }
+    let ran = match locked(ctx, intent, opts, interrupt, report.clone()).await {
+        Ok(ran) => ran,
+        Err(e) => Ran::stopped(report, e),
+    };
+    if !opts.dry_run {
+        ctx.gateway.unlock().await;
+    }
+    ran
+}
+
+/// Everything before the first change: an error here leaves the cluster as it was.
+async fn locked<G: EnvGateway>(
+    ctx: &Context<'_, G>,
+    intent: &Intent,
+    opts: &Options,
+    interrupt: &Interrupt,
+    mut report: Report,
+) -> Result<Ran> {
+    let snapshot = ctx.gateway.snapshot().await?;
+    let history = ctx.gateway.history().await?;
+    let changes = match plan_changes(ctx, intent, &snapshot.workloads) {
+        Ok(changes) => changes,
+        Err(failure) => return Ok(Ran::fail(report, failure)),
+    };
+    let abandoned = record::abandoned(&history, &ctx.holder);
+    let resumed = abandoned
+        .first()
+        .filter(|r| record::resumes(r, &changes))
+        .map(|r| (*r).clone());
+    if !opts.dry_run {
+        for stale in abandoned
+            .iter()
+            .filter(|r| Some(r.revision) != resumed.as_ref().map(|r| r.revision))
+        {
+            report
+                .warnings
+                .extend(journal::close_abandoned(&ctx.gateway, stale, &ctx.holder).await);
+        }
+    }
+    // A resumed release keeps the record's `before` images: the truth about what it replaced.
+    let planned = resumed
+        .as_ref()
+        .map_or(changes.clone(), |r| r.containers.clone());
+    report = report.with_changes(planned.clone());
+    if resumed.is_none() && plan::is_noop(&changes) {
+        return Ok(Ran::ok(report, Outcome::Unchanged));
+    }
+    let revision = resumed
+        .as_ref()
+        .map_or(next_revision(&history), |r| r.revision);
+    let pre = judge(
+        ctx,
+        intent,
+        pre_phase(intent.kind),
+        revision,
+        &planned,
+        &snapshot,
+        &history,
+    )
+    .await?;
+    report.hooks = pre.verdicts.clone();
+    report.approvals = crate::domain::approvals::valid_approvals(
+        &pre.approvals,
+        &report.digests,
+        jiff::Timestamp::now(),
+    );
+    report.warnings.extend(pre.warnings(true));
+    if pre.denied() {
+        return Ok(Ran::fail(report, pre.failure()));
+    }
+    if opts.dry_run {
+        return Ok(Ran::ok(report, Outcome::Planned));
+    }
+    report.revision = Some(revision);
+    let journal = match resumed {
+        Some(record) => Journal::adopt(&ctx.gateway, record, &ctx.holder).await?,
+        None => {
+            let record = new_record(ctx, intent, revision, &planned, &report);
+            Journal::begin(&ctx.gateway, record).await?
+        }
+    };
+    let step = Step {
+        ctx,
+        intent,
+        opts,
+        interrupt,
+        snapshot: &snapshot,
+        history: &history,
+    };
+    Ok(step.carry_out(journal, &changes, report).await)
+}
+
+/// The changes the intent asks of the workloads found, or why it cannot be planned.
+fn plan_changes<G>(
+    ctx: &Context<'_, G>,
+    intent: &Intent,
+    workloads: &[Workload],
+) -> Result<Vec<ContainerChange>, Failure> {
+    let cfg = ctx.config;
+    if workloads.is_empty() {
+        return Err(Failure::invalid(format!(
+            "no Deployment, StatefulSet, DaemonSet or CronJob in namespace `{}` has a container from {}; \
+             create the app's workloads there first (kubectl apply), or check `namespace` and `image` in {}",
+            ctx.namespace,
+            cfg.image,
+            cfg.path.display()
+        )));
+    }
+    match &intent.wanted {
+        Wanted::Digest(digest) => Ok(plan::deploy_all(workloads, &cfg.image, digest)),
+        Wanted::Exact(images) => {
+            plan::exact(workloads, &cfg.image, images).map_err(Failure::invalid)
+        }
+    }
+}
+
+fn pre_phase(kind: ReleaseKind) -> Phase {
+    match kind {
+        ReleaseKind::Deploy => Phase::PreDeploy,
+        ReleaseKind::Promote => Phase::PrePromote,
+        ReleaseKind::Rollback => Phase::PreRollback,
+    }
+}
+
+/// Runs `phase`'s hooks over what the release read.
+async fn judge<G>(
+    ctx: &Context<'_, G>,
+    intent: &Intent,
+    phase: Phase,
+    revision: u64,
+    changes: &[ContainerChange],
+    snapshot: &EnvSnapshot,
+    history: &[Release],
+) -> Result<Judgement> {
+    let facts = Facts {
+        phase,
+        app: &ctx.config.app,
+        actor: &ctx.actor,
+        now: jiff::Timestamp::now(),
+        kind: intent.kind,
+        revision,
+        commit: intent.commit.as_ref(),
+        target: &ctx.env.name,
+        namespace: &ctx.namespace,
+        source_environment: intent.source_environment.as_deref(),
+        forced_source: intent.forced_source,
+        changes,
+        workloads: &snapshot.workloads,
+        environments: intent.seen.clone(),
+        approvals: Vec::new(),
+        history,
+    };
+    let target = TargetState {
+        workloads: &snapshot.workloads,
+        pods: &snapshot.pods,
+    };
+    ctx.gate.judge(facts, target).await
+}
+
+fn new_record<G>(
+    ctx: &Context<'_, G>,
+    intent: &Intent,
+    revision: u64,
+    planned: &[ContainerChange],
+    report: &Report,
+) -> Release {
+    Release {
+        revision,
+        app: ctx.config.app.clone(),
+        environment: ctx.env.name.clone(),
+        kind: intent.kind,
+        commit: intent.commit.clone(),
+        image_tag: intent.image_tag.clone(),
+        containers: planned.to_vec(),
+        actor: ctx.actor.clone(),
+        started_at: jiff::Timestamp::now().to_string(),
+        finished_at: String::new(),
+        outcome: Outcome::InProgress,
+        source_environment: intent.source_environment.clone(),
+        source_revision: intent.source_revision,
+        restored_revision: intent.restored_revision,
+        lock_holder: ctx.holder.clone(),
+        applied: Vec::new(),
+        hooks: report.hooks.clone(),
+        warnings: Vec::new(),
+        message: String::new(),
+    }
+}
+
+/// How waiting for the rollout ended, when it did not succeed.
+enum Ending {
+    Failed(String),
+    TimedOut(String),
+    Interrupted,
+}
+
+/// The steps after the journal has begun: each one finishes it.
+struct Step<'s, 'c, G> {
+    ctx: &'s Context<'c, G>,
+    intent: &'s Intent,
+    opts: &'s Options,
+    interrupt: &'s Interrupt,
+    snapshot: &'s EnvSnapshot,
+    history: &'s [Release],
+}
+
+impl<G: EnvGateway> Step<'_, '_, G> {
+    async fn carry_out(
+        &self,
+        mut journal: Journal<'_, G>,
+        changes: &[ContainerChange],
+        report: Report,
+    ) -> Ran {
+        let record = journal.record.clone();
+        let stamp = Stamp {
+            revision: record.revision,
+            commit: record.commit.as_ref().map(ToString::to_string),
+            image_tag: record.image_tag.clone(),
+            environment: record.environment.clone(),
+        };
+        let gateway = &self.ctx.gateway;
+        let applied = apply::apply_all(
+            &mut journal,
+            gateway,
+            &self.snapshot.workloads,
+            changes,
+            &stamp,
+            self.interrupt,
+        )
+        .await;
+        let patched = match applied {
+            Ok(patched) => patched,
+            Err((stopped, patched)) => {
+                return self
+                    .stopped_part_way(journal, report, stopped, &patched)
+                    .await;
+            }
+        };
+        let progress = Progress::new();
+        progress.say(&format!(
+            "{} {} to {}: revision {}, waiting for the rollout",
+            verb(self.intent.kind),
+            self.ctx.config.app,
+            self.ctx.env.name,
+            record.revision
+        ));
+        match self.wait(&patched, &record.containers, &progress).await {
+            Ok(()) => self.succeeded(journal, report).await,
+            Err(ending) => self.rollout_ended(journal, report, ending, &patched).await,
+        }
+    }
+
+    /// Waits for the rollout, the timeout, or a signal, whichever comes first.
+    async fn wait(
+        &self,
+        patched: &[Workload],
+        planned: &[ContainerChange],
+        progress: &Progress,
+    ) -> Result<(), Ending> {
+        let images = plan::new_images(planned);
+        let timeout = self.opts.timeout;
+        tokio::select! {
+            waited = self.ctx.gateway.wait(patched, &images, timeout, progress) => waited.map_err(|f| match f {
+                WaitFailure::TimedOut { .. } => Ending::TimedOut(apply::describe_wait_failure(&f, timeout)),
+                WaitFailure::Failed { .. } => Ending::Failed(apply::describe_wait_failure(&f, timeout)),
+            }),
+            () = self.interrupt.wait() => Err(Ending::Interrupted),
+        }
+    }
+
+    async fn succeeded(&self, mut journal: Journal<'_, G>, mut report: Report) -> Ran {
+        let revision = journal.record.revision;
+        let planned = journal.record.containers.clone();
+        // Post-deploy hooks report; they cannot undo what is done, and their errors never hide
+        // a rollout that succeeded.
+        match judge(
+            self.ctx,
+            self.intent,
+            Phase::PostDeploy,
+            revision,
+            &planned,
+            self.snapshot,
+            self.history,
+        )
+        .await
+        {
+            Ok(post) => {
+                report.warnings.extend(post.warnings(false));
+                report.hooks.extend(post.verdicts);
+            }
+            Err(e) => report
+                .warnings
+                .push(format!("post-deploy hooks could not run: {e:#}")),
+        }
+        journal
+            .finish(Outcome::Succeeded, "", &report.hooks, &report.warnings)
+            .await;
+        report.warnings.extend(journal.problems.iter().cloned());
+        self.ctx
+            .gateway
+            .prune_records(self.ctx.config.history_limit)
+            .await;
+        Ran::ok(report, Outcome::Succeeded)
+    }
+
+    /// The wait ended without success: undo when atomic (or interrupted and atomic), record.
+    async fn rollout_ended(
+        &self,
+        journal: Journal<'_, G>,
+        report: Report,
+        ending: Ending,
+        patched: &[Workload],
+    ) -> Ran {
+        let atomic = self.opts.atomic;
+        let (outcome, what) = match &ending {
+            Ending::Failed(why) => (Outcome::Failed, why.clone()),
+            Ending::TimedOut(why) => (Outcome::TimedOut, why.clone()),
+            Ending::Interrupted => (
+                Outcome::Interrupted,
+                "interrupted by a signal while waiting for the rollout".to_string(),
+            ),
+        };
+        let advice = match ending {
+            Ending::Interrupted => {
+                "not rolled back (with --atomic the previous images are restored on a signal)"
+            }
+            _ => {
+                "not rolled back (use --atomic or `atomic: true` to restore the previous images on failure)"
+            }
+        };
+        self.end_with_undo(journal, report, outcome, what, patched, atomic, advice)
+            .await
+    }
+
+    /// Applying stopped part-way: a refused patch is always undone (a half-changed app is
+    /// nobody's plan), a signal only with --atomic.
+    async fn stopped_part_way(
+        &self,
+        journal: Journal<'_, G>,
+        report: Report,
+        stopped: Stopped,
+        patched: &[Workload],
+    ) -> Ran {
+        match stopped {
+            Stopped::Refused { workload, reason } => {
+                let what = format!("{workload} could not be changed: {reason}");
+                self.end_with_undo(journal, report, Outcome::Failed, what, patched, true, "")
+                    .await
+            }
+            Stopped::Interrupted => {
+                let what = "interrupted by a signal while changing workloads".to_string();
+                let advice =
+                    "not rolled back (with --atomic the previous images are restored on a signal)";
+                self.end_with_undo(
+                    journal,
+                    report,
+                    Outcome::Interrupted,
+                    what,
+                    patched,
+                    self.opts.atomic,
+                    advice,
+                )
+                .await
+            }
+            Stopped::LockLost => {
+                let what = "stopped before changing more: the release lock could not be renewed, so another run may hold it".to_string();
+                self.end_with_undo(
+                    journal,
+                    report,
+                    Outcome::Interrupted,
+                    what,
+                    patched,
+                    false,
+                    "nothing was restored (it is no longer this run's to change)",
+                )
+                .await
+            }
+        }
+    }
+
+    /// Finishes a release that did not succeed: restores `patched` when `undo`, records the
+    /// outcome (`rolled-back` once the previous images run again) and says why.
+    #[allow(clippy::too_many_arguments)]
+    async fn end_with_undo(
+        &self,
+        mut journal: Journal<'_, G>,
+        mut report: Report,
+        outcome: Outcome,
+        what: String,
+        patched: &[Workload],
+        undo: bool,
+        advice: &str,
+    ) -> Ran {
+        let (recorded, note) = if undo && !patched.is_empty() {
+            Progress::new().say(&format!("{what}; restoring the previous images"));
+            let planned = journal.record.containers.clone();
+            match apply::undo(
+                &self.ctx.gateway,
+                patched,
+                &planned,
+                &self.previous_stamp(),
+                self.opts.timeout,
+            )
+            .await
+            {
+                Ok(()) => (
+                    Outcome::RolledBack,
+                    "rolled back: the previous images are running again".to_string(),
+                ),
+                Err(why) => (
+                    outcome,
+                    format!(
+                        "the previous images could not be restored either ({why}); check the workloads"
+                    ),
+                ),
+            }
+        } else if undo {
+            (outcome, "nothing had been changed".to_string())
+        } else {
+            (outcome, advice.to_string())
+        };
+        let message = format!("{what}; {note}");
+        journal
+            .finish(recorded, &message, &report.hooks, &report.warnings)
+            .await;
+        report.warnings.extend(journal.problems.iter().cloned());
+        report.message = format!(
+            "{} {} to {} revision {}: {message}",
+            verb(self.intent.kind),
+            self.ctx.config.app,
+            self.ctx.env.name,
+            journal.record.revision
+        );
+        report.outcome = recorded;
+        // A timeout stays a timeout for the exit code, whatever the undo did.
+        let exit_outcome = if outcome == Outcome::TimedOut {
+            outcome
+        } else {
+            recorded
+        };
+        let failure = Failure::new(exit_outcome, report.message.clone());
+        Ran {
+            report,
+            end: Err(failure),
+        }
+    }
+
+    /// The annotations an undo writes: the newest earlier release's.
+    fn previous_stamp(&self) -> Stamp {
+        let this = self
+            .history
+            .iter()
+            .find(|r| r.outcome != Outcome::InProgress);
+        Stamp {
+            revision: this.map_or(0, |r| r.revision),
+            commit: this.and_then(|r| r.commit.as_ref().map(ToString::to_string)),
+            image_tag: None,
+            environment: self.ctx.env.name.clone(),
+        }
+    }
+}
+
+fn verb(kind: ReleaseKind) -> &'static str {
+    match kind {
+        ReleaseKind::Deploy => "deploying",
+        ReleaseKind::Promote => "promoting",
+        ReleaseKind::Rollback => "rolling back",
+    }
+}

@@ -1,0 +1,395 @@
+//! The release state machine over a fake cluster gateway: every step's failure leads to the
+//! documented outcome and record. (What the real API server does is the e2e suite's job.)
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{Context, Gate, Intent, Interrupt, Options, Wanted, run};
+use crate::cluster::{EnvGateway, EnvSnapshot, Stamp, WaitFailure};
+use crate::config::ReleaseConfig;
+use crate::domain::workload::fixtures::workload;
+use crate::domain::{
+    Actor, ContainerChange, Failure, Kind, Outcome, Release, ReleaseKind, Workload, WorkloadRef,
+};
+use crate::progress::Progress;
+
+const OLD: &str = "r/web@sha256:aaa";
+const NEW: &str = "r/web@sha256:bbb";
+
+/// What the fake does when waited on.
+#[derive(Clone, Copy, PartialEq)]
+enum WaitResult {
+    Ok,
+    Fail,
+    TimeOut,
+    /// Never finishes (a signal must end it).
+    Hang,
+}
+
+struct FakeEnv {
+    workloads: Vec<Workload>,
+    records: Mutex<BTreeMap<u64, Release>>,
+    /// Every call, in order: `lock`, `create 1 in-progress`, `patch Deployment/web r/web@…`, …
+    log: Mutex<Vec<String>>,
+    locked_by_other: bool,
+    refuse_patch_of: Option<&'static str>,
+    wait: WaitResult,
+    fail_create: bool,
+}
+
+impl FakeEnv {
+    fn new(workloads: Vec<Workload>) -> FakeEnv {
+        FakeEnv {
+            workloads,
+            records: Mutex::default(),
+            log: Mutex::default(),
+            locked_by_other: false,
+            refuse_patch_of: None,
+            wait: WaitResult::Ok,
+            fail_create: false,
+        }
+    }
+
+    fn say(&self, line: String) {
+        self.log.lock().unwrap().push(line);
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn record(&self, revision: u64) -> Release {
+        self.records.lock().unwrap()[&revision].clone()
+    }
+}
+
+impl EnvGateway for FakeEnv {
+    async fn lock(&self, _holder: &str) -> Result<()> {
+        if self.locked_by_other {
+            return Err(Failure::new(Outcome::Locked, "locked by ci").into());
+        }
+        self.say("lock".into());
+        Ok(())
+    }
+    async fn unlock(&self) {
+        self.say("unlock".into());
+    }
+    fn lock_lost(&self) -> bool {
+        false
+    }
+    async fn snapshot(&self) -> Result<EnvSnapshot> {
+        Ok(EnvSnapshot {
+            workloads: self.workloads.clone(),
+            pods: Vec::new(),
+        })
+    }
+    async fn history(&self) -> Result<Vec<Release>> {
+        Ok(self
+            .records
+            .lock()
+            .unwrap()
+            .values()
+            .rev()
+            .cloned()
+            .collect())
+    }
+    async fn create_record(&self, record: &Release) -> Result<()> {
+        if self.fail_create {
+            anyhow::bail!("configmaps is forbidden");
+        }
+        self.say(format!("create {} {}", record.revision, record.outcome));
+        self.records
+            .lock()
+            .unwrap()
+            .insert(record.revision, record.clone());
+        Ok(())
+    }
+    async fn update_record(&self, record: &Release) -> Result<()> {
+        self.say(format!("update {} {}", record.revision, record.outcome));
+        self.records
+            .lock()
+            .unwrap()
+            .insert(record.revision, record.clone());
+        Ok(())
+    }
+    async fn prune_records(&self, _keep: usize) {}
+    async fn patch(
+        &self,
+        w: &Workload,
+        changes: &[&ContainerChange],
+        _: &Stamp,
+        _: bool,
+    ) -> Result<Workload> {
+        if self.refuse_patch_of == Some(w.id.name.as_str()) {
+            anyhow::bail!("{} may not be changed: forbidden", w.id);
+        }
+        self.say(format!("patch {} {}", w.id, changes[0].after));
+        Ok(w.clone())
+    }
+    async fn wait(
+        &self,
+        _: &[Workload],
+        images: &BTreeMap<WorkloadRef, Vec<String>>,
+        _: Duration,
+        _: &Progress,
+    ) -> Result<(), WaitFailure> {
+        let undoing = images.values().flatten().all(|i| i == OLD);
+        self.say(format!("wait {}", if undoing { "old" } else { "new" }));
+        match self.wait {
+            _ if undoing => Ok(()),
+            WaitResult::Ok => Ok(()),
+            WaitResult::Fail => Err(WaitFailure::Failed {
+                workload: self.workloads[0].id.clone(),
+                reason: "CrashLoopBackOff".into(),
+            }),
+            WaitResult::TimeOut => Err(WaitFailure::TimedOut {
+                pending: vec!["Deployment/web".into()],
+            }),
+            WaitResult::Hang => std::future::pending().await,
+        }
+    }
+}
+
+fn config() -> ReleaseConfig {
+    crate::config::parse(
+        Path::new("/repo/release.yaml"),
+        "apiVersion: kubectl-release.io/v1alpha1\nkind: ReleaseConfig\napp: web\nimage: r/web\n\
+         environments:\n  - name: qa\n    namespace: web-qa\n",
+    )
+    .unwrap()
+}
+
+fn two_workloads() -> Vec<Workload> {
+    vec![
+        workload(Kind::Deployment, "web", &[("web", OLD)]),
+        workload(Kind::StatefulSet, "cache", &[("cache", OLD)]),
+    ]
+}
+
+fn deploy() -> Intent {
+    let mut intent = Intent::new(ReleaseKind::Deploy);
+    intent.wanted = Wanted::Digest("sha256:bbb".into());
+    intent
+}
+
+fn opts(atomic: bool) -> Options {
+    Options {
+        timeout: Duration::from_secs(5),
+        atomic,
+        dry_run: false,
+    }
+}
+
+fn context<'a>(cfg: &'a ReleaseConfig, env: FakeEnv) -> Context<'a, FakeEnv> {
+    Context {
+        config: cfg,
+        env: &cfg.environments[0],
+        namespace: "web-qa".into(),
+        gateway: env,
+        gate: Gate::none(),
+        actor: Actor {
+            user: "dev".into(),
+            groups: vec![],
+            verified: false,
+        },
+        holder: "dev on host (pid 1)".into(),
+    }
+}
+
+async fn release(env: FakeEnv, atomic: bool) -> (super::Ran, FakeEnv) {
+    let cfg = config();
+    let ctx = context(&cfg, env);
+    let ran = run(&ctx, &deploy(), &opts(atomic), &Interrupt::new()).await;
+    (ran, ctx.gateway)
+}
+
+#[tokio::test]
+async fn the_record_is_written_in_progress_before_the_first_change_and_finished() {
+    let (ran, env) = release(FakeEnv::new(two_workloads()), false).await;
+    assert!(ran.end.is_ok(), "{:?}", ran.end);
+    assert_eq!(ran.report.outcome, Outcome::Succeeded);
+    assert_eq!(ran.report.revision, Some(1));
+    assert_eq!(
+        env.log(),
+        [
+            "lock",
+            "create 1 in-progress",
+            &format!("patch Deployment/web {NEW}"),
+            "update 1 in-progress",
+            &format!("patch StatefulSet/cache {NEW}"),
+            "update 1 in-progress",
+            "wait new",
+            "update 1 succeeded",
+            "unlock"
+        ]
+    );
+    let record = env.record(1);
+    assert_eq!(record.applied.len(), 2);
+    assert_eq!(record.lock_holder, "dev on host (pid 1)");
+    assert!(!record.finished_at.is_empty());
+}
+
+#[tokio::test]
+async fn deploying_what_runs_is_unchanged_and_writes_no_record() {
+    let env = FakeEnv::new(vec![workload(Kind::Deployment, "web", &[("web", NEW)])]);
+    let (ran, env) = release(env, false).await;
+    assert_eq!(ran.report.outcome, Outcome::Unchanged);
+    assert_eq!(env.log(), ["lock", "unlock"]);
+}
+
+#[tokio::test]
+async fn a_patch_refused_on_the_second_workload_restores_the_first() {
+    let mut env = FakeEnv::new(two_workloads());
+    env.refuse_patch_of = Some("cache");
+    let (ran, env) = release(env, false).await;
+    let failure = ran.end.unwrap_err();
+    assert_eq!(failure.outcome, Outcome::RolledBack, "exit 5");
+    assert!(
+        failure
+            .message
+            .contains("StatefulSet/cache could not be changed"),
+        "{}",
+        failure.message
+    );
+    let log = env.log();
+    assert!(
+        log.contains(&format!("patch Deployment/web {OLD}")),
+        "{log:?}"
+    );
+    assert!(log.contains(&"wait old".to_string()), "{log:?}");
+    let record = env.record(1);
+    assert_eq!(record.outcome, Outcome::RolledBack);
+    assert!(
+        record.message.contains("StatefulSet/cache"),
+        "{}",
+        record.message
+    );
+}
+
+#[tokio::test]
+async fn a_failed_rollout_is_recorded_failed_or_rolled_back_with_atomic() {
+    let mut env = FakeEnv::new(two_workloads());
+    env.wait = WaitResult::Fail;
+    let (ran, env) = release(env, false).await;
+    assert_eq!(ran.end.unwrap_err().outcome, Outcome::Failed);
+    assert_eq!(env.record(1).outcome, Outcome::Failed);
+    assert!(!env.log().contains(&"wait old".to_string()));
+
+    let mut env = FakeEnv::new(two_workloads());
+    env.wait = WaitResult::Fail;
+    let (ran, env) = release(env, true).await;
+    assert_eq!(ran.end.unwrap_err().outcome, Outcome::RolledBack);
+    assert_eq!(env.record(1).outcome, Outcome::RolledBack);
+    assert_eq!(ran.report.outcome, Outcome::RolledBack);
+}
+
+#[tokio::test]
+async fn a_timeout_stays_a_timeout_for_the_exit_code_after_an_undo() {
+    let mut env = FakeEnv::new(two_workloads());
+    env.wait = WaitResult::TimeOut;
+    let (ran, env) = release(env, true).await;
+    assert_eq!(ran.end.unwrap_err().outcome, Outcome::TimedOut, "exit 6");
+    assert_eq!(env.record(1).outcome, Outcome::RolledBack);
+}
+
+#[tokio::test]
+async fn a_signal_during_the_wait_records_interrupted_or_rolled_back() {
+    for (atomic, recorded) in [(false, Outcome::Interrupted), (true, Outcome::RolledBack)] {
+        let mut env = FakeEnv::new(two_workloads());
+        env.wait = WaitResult::Hang;
+        let cfg = config();
+        let ctx = context(&cfg, env);
+        let interrupt = Interrupt::new();
+        let raise = interrupt.clone();
+        let (intent, options) = (deploy(), opts(atomic));
+        let (ran, ()) = tokio::join!(run(&ctx, &intent, &options, &interrupt), async move {
+            raise.raise();
+        });
+        assert_eq!(ctx.gateway.record(1).outcome, recorded);
+        assert_eq!(ran.report.outcome, recorded);
+        assert_eq!(ctx.gateway.log().last().map(String::as_str), Some("unlock"));
+    }
+}
+
+#[tokio::test]
+async fn a_held_lock_is_locked_and_touches_nothing() {
+    let mut env = FakeEnv::new(two_workloads());
+    env.locked_by_other = true;
+    let (ran, env) = release(env, false).await;
+    assert_eq!(ran.end.unwrap_err().outcome, Outcome::Locked);
+    assert_eq!(ran.report.outcome, Outcome::Locked);
+    assert!(env.log().is_empty());
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_written_stops_the_release_before_any_change() {
+    let mut env = FakeEnv::new(two_workloads());
+    env.fail_create = true;
+    let (ran, env) = release(env, false).await;
+    assert_eq!(ran.end.unwrap_err().outcome, Outcome::Error);
+    assert!(
+        !env.log().iter().any(|l| l.starts_with("patch")),
+        "{:?}",
+        env.log()
+    );
+}
+
+fn abandoned(target: &str, applied: bool) -> Release {
+    let mut record = crate::domain::record::fixtures::release(3, Outcome::InProgress, target);
+    record.containers[0].before = OLD.into();
+    record.lock_holder = "ci on runner (pid 9)".into();
+    if applied {
+        record.applied = vec![record.containers[0].workload.clone()];
+    }
+    record
+}
+
+#[tokio::test]
+async fn the_same_release_after_a_dead_run_resumes_its_record() {
+    // The dead run had patched the Deployment: it runs the new image, nobody recorded it.
+    let env = FakeEnv::new(vec![workload(Kind::Deployment, "web", &[("web", NEW)])]);
+    env.records.lock().unwrap().insert(3, abandoned(NEW, true));
+    let (ran, env) = release(env, false).await;
+    assert!(ran.end.is_ok(), "{:?}", ran.end);
+    assert_eq!(ran.report.outcome, Outcome::Succeeded, "not `unchanged`");
+    assert_eq!(ran.report.revision, Some(3), "the same revision, finished");
+    assert_eq!(env.records.lock().unwrap().len(), 1);
+    let record = env.record(3);
+    assert_eq!(record.outcome, Outcome::Succeeded);
+    assert_eq!(
+        record.containers[0].before, OLD,
+        "what it replaced stays recorded"
+    );
+    assert!(
+        record.message.contains("ci on runner (pid 9)"),
+        "{}",
+        record.message
+    );
+    assert!(
+        !env.log().iter().any(|l| l.starts_with("patch")),
+        "nothing left to patch"
+    );
+}
+
+#[tokio::test]
+async fn another_release_after_a_dead_run_closes_its_record_as_interrupted() {
+    let env = FakeEnv::new(vec![workload(Kind::Deployment, "web", &[("web", OLD)])]);
+    env.records
+        .lock()
+        .unwrap()
+        .insert(3, abandoned("r/web@sha256:ccc", false));
+    let (ran, env) = release(env, false).await;
+    assert!(ran.end.is_ok(), "{:?}", ran.end);
+    assert_eq!(ran.report.revision, Some(4));
+    assert_eq!(env.record(3).outcome, Outcome::Interrupted);
+    assert!(
+        ran.report.warnings.iter().any(|w| w.contains("revision 3")),
+        "{:?}",
+        ran.report.warnings
+    );
+    assert_eq!(env.record(4).outcome, Outcome::Succeeded);
+}
