@@ -21,7 +21,7 @@
 //!
 //! Requests are counted three ways (the output says which number is which):
 //! - the plugin's own: its client logs one `requesting` debug event per HTTP request (target
-//!   `kubectl_release::kube_client`, below the retry layer so retries count too); the plugin
+//!   `kubectl_release::cluster::clients`, below the retry layer so retries count too); the plugin
 //!   runs with that target at debug and its stderr is parsed by method and URL.
 //!   The same log's timestamps give each app's timeline (first source read → PATCH → record
 //!   written → lock deleted).
@@ -47,7 +47,7 @@
 //! `BENCH_BASELINE_WAIT` (`watch` | `kubectl`), `BENCH_IDLE_SECS` (15), `BENCH_HOOKS` (1; 0 leaves
 //! the hooks out of release.yaml, to see what they cost), `BENCH_PLUGIN_LOG=DIR`
 //! (keeps the plugin's stderr), `BENCH_PLUGIN_RUST_LOG` (replaces the plugin's log filter; the
-//! request count needs `kubectl_release::kube_client=debug` in it), `KUBECTL_RELEASE_BIN`,
+//! request count needs `kubectl_release::cluster::clients=debug` in it), `KUBECTL_RELEASE_BIN`,
 //! `KUBECTL`, `FAKE_NODES` (default: enough nodes of 500 pods for 3 pods per app).
 
 use std::collections::{BTreeMap, HashMap};
@@ -75,7 +75,7 @@ const ENV_LABEL: &str = "kubectl-release.io/bench-env";
 /// Pods a fake node takes (tests/src/kubelet/node.rs), less some room.
 const PODS_PER_NODE: usize = 450;
 /// The plugin's log filter: warnings as usual, plus one line per HTTP request and hook loads.
-const PLUGIN_RUST_LOG: &str = "warn,kube_client=error,kubectl_release::kube_client=debug,kubectl_release::hooks::engine=debug";
+const PLUGIN_RUST_LOG: &str = "warn,kube_client=error,kubectl_release::cluster::clients=debug,kubectl_release::hooks::engine=debug";
 const SETTLE: Duration = Duration::from_secs(3);
 
 fn main() -> Result<()> {
@@ -994,7 +994,7 @@ impl LogAnalysis {
         let n = apps as f64;
         if self.requests == 0 {
             println!(
-                "  plugin's own requests: none logged (BENCH_PLUGIN_RUST_LOG must enable kubectl_release::kube_client=debug)"
+                "  plugin's own requests: none logged (BENCH_PLUGIN_RUST_LOG must enable kubectl_release::cluster::clients=debug)"
             );
             return;
         }

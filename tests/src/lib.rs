@@ -21,14 +21,28 @@ pub mod bench;
 pub mod env;
 pub mod git;
 pub mod kubelet;
+pub mod pods;
+pub mod process;
+pub mod rbac;
+pub mod records;
 pub mod registry;
+pub mod report;
 pub mod wait;
 pub mod workloads;
 
 pub use app::{App, example_hook, hook_entry, setup_approvals_rbac};
 pub use env::{CONTEXTS, CmdOutput, Namespace, TestEnv, fake_kubelet_bin, plugin_bin, run};
 pub use git::GitRepo;
+pub use pods::wait_for_pods_on;
+pub use process::{Signal, Spawned};
+pub use rbac::{deployer_rules, ensure_namespace, grant, may, rule, setup_policy_rbac};
+pub use records::{
+    delete_lease, has_applied, lease, lease_name, record_name, records, wait_for_records,
+};
 pub use registry::{image_digest, push_crashing_image, push_image};
+pub use report::{
+    REPORT_SCHEMA, assert_report, assert_valid_report, one_json_document, report_schema,
+};
 pub use wait::{
     DEFAULT_TIMEOUT, daemonset_rolled_out, deployment_rolled_out, image_ids,
     statefulset_rolled_out, wait_for, wait_for_all, waiting_reasons,

@@ -18,11 +18,19 @@ use crate::release::{self, Intent, Ran, Wanted};
 pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &PromoteArgs) -> Result<Outcome> {
     let interrupt = super::interrupt();
     let ran = promote(global, None, cfg, args, &interrupt).await;
-    let target = args.to.clone().unwrap_or_default();
+    let target = target_name(cfg, args);
     super::conclude(
         global,
         super::ran_or_report(ran, &cfg.app, &target, ReleaseKind::Promote),
     )
+}
+
+/// The target's name for a report, as far as the arguments and the config tell it.
+fn target_name(cfg: &ReleaseConfig, args: &PromoteArgs) -> String {
+    cfg.environment(&args.from)
+        .ok()
+        .and_then(|from| target_of(cfg, from, args.to.as_deref()).ok())
+        .map_or_else(|| args.to.clone().unwrap_or_default(), |e| e.name.clone())
 }
 
 /// The environment FROM promotes into: TO, or the one whose `promoteFrom` is FROM.
@@ -141,33 +149,7 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<Outcome>
     let clients = &Clients::new(&global.kube_settings())?;
     let interrupt = &super::interrupt();
     let results: Vec<AppResult> = futures::stream::iter(configs)
-        .map(|path| async move {
-            let loaded = config::load(&path);
-            let app = loaded.as_ref().ok().map(|c| c.app.clone());
-            let result = match loaded {
-                Ok(cfg) => promote(global, Some(clients), &cfg, args, interrupt).await,
-                Err(e) => Err(Failure::invalid(e.to_string()).into()),
-            };
-            let target = args.to.clone().unwrap_or_default();
-            let ran = super::ran_or_report(
-                result,
-                app.as_deref().unwrap_or("?"),
-                &target,
-                ReleaseKind::Promote,
-            );
-            let outcome = ran
-                .end
-                .as_ref()
-                .map_or_else(|f| f.outcome, |()| ran.report.outcome);
-            AppResult {
-                config: path,
-                app,
-                exit_code: ExitCode::of(outcome, crate::cli::signals::received()).code(),
-                outcome: ran.report.outcome,
-                message: ran.end.err().map(|f| f.message).unwrap_or_default(),
-                report: Some(ran.report),
-            }
-        })
+        .map(|path| promote_app(global, clients, args, interrupt, path))
         // Unordered: an app that finishes frees its slot at once instead of waiting behind a
         // slower one; the summary is sorted back into config order below.
         .buffer_unordered(usize::from(args.concurrency))
@@ -175,24 +157,70 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<Outcome>
         .await;
     let mut results = results;
     results.sort_by(|a, b| a.config.cmp(&b.config));
-    output::emit(global.output, &results, || {
-        let rows: Vec<Vec<String>> = results
-            .iter()
-            .map(|r| {
-                vec![
-                    r.app.clone().unwrap_or_else(|| "?".into()),
-                    r.outcome.to_string(),
-                    r.report
-                        .as_ref()
-                        .and_then(|rep| rep.revision)
-                        .map_or("-".into(), |n| n.to_string()),
-                    r.exit_code.to_string(),
-                    r.message.lines().next().unwrap_or_default().to_string(),
-                ]
-            })
-            .collect();
-        output::table(&["APP", "OUTCOME", "REVISION", "EXIT", "MESSAGE"], &rows)
-    })?;
+    output::emit(global.output, &results, || summary_table(&results))?;
+    Ok(worst_outcome(&results))
+}
+
+/// One app of `--all`: its config loaded, promoted, and its line of the summary.
+async fn promote_app(
+    global: &GlobalArgs,
+    clients: &Clients,
+    args: &PromoteArgs,
+    interrupt: &release::Interrupt,
+    path: PathBuf,
+) -> AppResult {
+    let loaded = config::load(&path);
+    let app = loaded.as_ref().ok().map(|c| c.app.clone());
+    let result = match &loaded {
+        Ok(cfg) => promote(global, Some(clients), cfg, args, interrupt).await,
+        Err(e) => Err(Failure::invalid(e.to_string()).into()),
+    };
+    let target = match &loaded {
+        Ok(cfg) => target_name(cfg, args),
+        Err(_) => args.to.clone().unwrap_or_default(),
+    };
+    let ran = super::ran_or_report(
+        result,
+        app.as_deref().unwrap_or("?"),
+        &target,
+        ReleaseKind::Promote,
+    );
+    let outcome = ran
+        .end
+        .as_ref()
+        .map_or_else(|f| f.outcome, |()| ran.report.outcome);
+    AppResult {
+        config: path,
+        app,
+        exit_code: ExitCode::of(outcome, crate::cli::signals::received()).code(),
+        outcome: ran.report.outcome,
+        message: ran.end.err().map(|f| f.message).unwrap_or_default(),
+        report: Some(ran.report),
+    }
+}
+
+fn summary_table(results: &[AppResult]) -> String {
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            vec![
+                r.app.clone().unwrap_or_else(|| "?".into()),
+                r.outcome.to_string(),
+                r.report
+                    .as_ref()
+                    .and_then(|rep| rep.revision)
+                    .map_or("-".into(), |n| n.to_string()),
+                r.exit_code.to_string(),
+                r.message.lines().next().unwrap_or_default().to_string(),
+            ]
+        })
+        .collect();
+    output::table(&["APP", "OUTCOME", "REVISION", "EXIT", "MESSAGE"], &rows)
+}
+
+/// 0 when every app succeeded (or had nothing to do); otherwise 1 if any app met an unexpected
+/// error, else the highest exit code among the apps — as the outcome `main` turns back into it.
+fn worst_outcome(results: &[AppResult]) -> Outcome {
     let codes: Vec<i32> = results
         .iter()
         .map(|r| r.exit_code)
@@ -203,8 +231,7 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<Outcome>
     } else {
         codes.into_iter().max().unwrap_or(0)
     };
-    // The worst app decides, as an outcome `main` turns back into that exit code.
-    Ok(match worst {
+    match worst {
         0 => Outcome::Succeeded,
         2 => Outcome::Invalid,
         3 => Outcome::Denied,
@@ -213,7 +240,7 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<Outcome>
         6 => Outcome::TimedOut,
         7 => Outcome::Locked,
         _ => Outcome::Error,
-    })
+    }
 }
 
 /// The git root above `dir`, or `dir` itself outside a repository.

@@ -276,7 +276,34 @@ impl Validator<'_> {
     }
 
     fn validate(&self, raw: raw::RawConfig) -> Result<ReleaseConfig, ConfigError> {
-        use locate::Seg::{Index, Key};
+        let image = self.check_header(&raw)?;
+        let names = self.check_environments(&raw.environments)?;
+        let hooks = self.check_hooks(&raw, &names)?;
+        Ok(ReleaseConfig {
+            path: self.path.to_path_buf(),
+            app: raw.app,
+            image,
+            workload_selector: raw.workloads.map(|w| w.selector),
+            atomic: raw.atomic,
+            history_limit: raw.history_limit.unwrap_or(DEFAULT_HISTORY_LIMIT),
+            environments: raw
+                .environments
+                .into_iter()
+                .map(|e| Environment {
+                    name: e.name,
+                    context: e.context,
+                    namespace: e.namespace,
+                    promote_from: e.promote_from,
+                    atomic: e.atomic,
+                })
+                .collect(),
+            hooks,
+        })
+    }
+
+    /// apiVersion, kind, app and image; returns the image repository.
+    fn check_header(&self, raw: &raw::RawConfig) -> Result<String, ConfigError> {
+        use locate::Seg::Key;
 
         if raw.api_version != API_VERSION {
             return Err(self.error(
@@ -319,11 +346,21 @@ impl Validator<'_> {
             ));
         }
 
-        if raw.environments.is_empty() {
+        Ok(image.to_string())
+    }
+
+    /// The environments and their promotion order; returns their names.
+    fn check_environments<'r>(
+        &self,
+        environments: &'r [raw::RawEnvironment],
+    ) -> Result<HashSet<&'r str>, ConfigError> {
+        use locate::Seg::{Index, Key};
+
+        if environments.is_empty() {
             return Err(self.error(&[Key("environments")], "at least one environment is needed"));
         }
         let mut names: HashSet<&str> = HashSet::new();
-        for (i, env) in raw.environments.iter().enumerate() {
+        for (i, env) in environments.iter().enumerate() {
             if !is_dns_label(&env.name) {
                 return Err(self.error(
                     &[Key("environments"), Index(i), Key("name")],
@@ -346,7 +383,7 @@ impl Validator<'_> {
                 ));
             }
         }
-        for (i, env) in raw.environments.iter().enumerate() {
+        for (i, env) in environments.iter().enumerate() {
             if let Some(source) = &env.promote_from
                 && !names.contains(source.as_str())
             {
@@ -354,19 +391,28 @@ impl Validator<'_> {
                     &[Key("environments"), Index(i), Key("promoteFrom")],
                     format!(
                         "unknown environment `{source}`; known: {}",
-                        join_names(&raw.environments)
+                        join_names(environments)
                     ),
                 ));
             }
         }
-        if let Some((i, cycle)) = promotion_cycle(&raw.environments) {
+        if let Some((i, cycle)) = promotion_cycle(environments) {
             return Err(self.error(
                 &[Key("environments"), Index(i), Key("promoteFrom")],
                 format!("promotion order forms a cycle: {}", cycle.join(" <- ")),
             ));
         }
 
-        let base = self.path.parent().unwrap_or(Path::new("."));
+        Ok(names)
+    }
+
+    fn check_hooks(
+        &self,
+        raw: &raw::RawConfig,
+        names: &HashSet<&str>,
+    ) -> Result<Vec<HookConfig>, ConfigError> {
+        use locate::Seg::{Index, Key};
+
         let mut hooks = Vec::new();
         let mut hook_names: HashSet<&str> = HashSet::new();
         for (i, hook) in raw.hooks.iter().enumerate() {
@@ -380,92 +426,85 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            let sha = hook.sha256.trim().to_ascii_lowercase();
-            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(self.error(
-                    &at("sha256"),
-                    format!(
-                        "`{}` is not a sha256 (64 hex digits); pin the module with the output of `sha256sum {}`",
-                        hook.sha256,
-                        hook.module.display()
-                    ),
-                ));
-            }
-            if let Some(envs) = &hook.environments {
-                for (j, name) in envs.iter().enumerate() {
-                    if !names.contains(name.as_str()) {
-                        return Err(self.error(
-                            &[Key("hooks"), Index(i), Key("environments"), Index(j)],
-                            format!(
-                                "unknown environment `{name}`; known: {}",
-                                join_names(&raw.environments)
-                            ),
-                        ));
-                    }
-                }
-            }
-            let mut limits = HookLimits::default();
-            if let Some(text) = &hook.timeout {
-                limits.timeout =
-                    parse_positive_duration(text).map_err(|m| self.error(&at("timeout"), m))?;
-            }
-            if let Some(text) = &hook.memory {
-                limits.memory_bytes =
-                    parse_quantity(text).map_err(|m| self.error(&at("memory"), m))?;
-            }
-            if let Some(text) = &hook.max_output {
-                limits.max_output_bytes =
-                    parse_quantity(text).map_err(|m| self.error(&at("maxOutput"), m))?;
-            }
-            if let Some(text) = &hook.max_logs {
-                limits.max_log_bytes =
-                    parse_quantity(text).map_err(|m| self.error(&at("maxLogs"), m))?;
-            }
-            let phases = match &hook.phases {
-                Some(p) if p.is_empty() => {
+            hooks.push(self.check_hook(raw, names, i, hook)?);
+        }
+        Ok(hooks)
+    }
+
+    fn check_hook(
+        &self,
+        raw: &raw::RawConfig,
+        names: &HashSet<&str>,
+        i: usize,
+        hook: &raw::RawHook,
+    ) -> Result<HookConfig, ConfigError> {
+        use locate::Seg::{Index, Key};
+
+        let at = |field: &'static str| [Key("hooks"), Index(i), Key(field)];
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let sha = hook.sha256.trim().to_ascii_lowercase();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.error(
+                &at("sha256"),
+                format!(
+                    "`{}` is not a sha256 (64 hex digits); pin the module with the output of `sha256sum {}`",
+                    hook.sha256,
+                    hook.module.display()
+                ),
+            ));
+        }
+        if let Some(envs) = &hook.environments {
+            for (j, name) in envs.iter().enumerate() {
+                if !names.contains(name.as_str()) {
                     return Err(self.error(
-                        &at("phases"),
-                        "must list at least one phase, or be omitted for all pre-* phases",
+                        &[Key("hooks"), Index(i), Key("environments"), Index(j)],
+                        format!(
+                            "unknown environment `{name}`; known: {}",
+                            join_names(&raw.environments)
+                        ),
                     ));
                 }
-                Some(p) => p.clone(),
-                None => Phase::ALL.iter().copied().filter(|p| p.is_pre()).collect(),
-            };
-            hooks.push(HookConfig {
-                name: hook.name.clone(),
-                module: base.join(&hook.module),
-                sha256: sha,
-                phases,
-                environments: hook.environments.clone(),
-                failure_policy: hook.failure_policy,
-                needs: hook.needs.clone(),
-                limits,
-                settings: hook
-                    .settings
-                    .clone()
-                    .unwrap_or_else(|| serde_json::json!({})),
-            });
+            }
         }
-
-        Ok(ReleaseConfig {
-            path: self.path.to_path_buf(),
-            app: raw.app,
-            image: image.to_string(),
-            workload_selector: raw.workloads.map(|w| w.selector),
-            atomic: raw.atomic,
-            history_limit: raw.history_limit.unwrap_or(DEFAULT_HISTORY_LIMIT),
-            environments: raw
-                .environments
-                .into_iter()
-                .map(|e| Environment {
-                    name: e.name,
-                    context: e.context,
-                    namespace: e.namespace,
-                    promote_from: e.promote_from,
-                    atomic: e.atomic,
-                })
-                .collect(),
-            hooks,
+        let mut limits = HookLimits::default();
+        if let Some(text) = &hook.timeout {
+            limits.timeout =
+                parse_positive_duration(text).map_err(|m| self.error(&at("timeout"), m))?;
+        }
+        if let Some(text) = &hook.memory {
+            limits.memory_bytes = parse_quantity(text).map_err(|m| self.error(&at("memory"), m))?;
+        }
+        if let Some(text) = &hook.max_output {
+            limits.max_output_bytes =
+                parse_quantity(text).map_err(|m| self.error(&at("maxOutput"), m))?;
+        }
+        if let Some(text) = &hook.max_logs {
+            limits.max_log_bytes =
+                parse_quantity(text).map_err(|m| self.error(&at("maxLogs"), m))?;
+        }
+        let phases = match &hook.phases {
+            Some(p) if p.is_empty() => {
+                return Err(self.error(
+                    &at("phases"),
+                    "must list at least one phase, or be omitted for all pre-* phases",
+                ));
+            }
+            Some(p) => p.clone(),
+            None => Phase::ALL.iter().copied().filter(|p| p.is_pre()).collect(),
+        };
+        Ok(HookConfig {
+            name: hook.name.clone(),
+            module: base.join(&hook.module),
+            sha256: sha,
+            phases,
+            environments: hook.environments.clone(),
+            failure_policy: hook.failure_policy,
+            needs: hook.needs.clone(),
+            limits,
+            settings: hook
+                .settings
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({})),
         })
     }
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use hooks_sdk::Phase;
 use serde::Deserialize;
 
+pub use crate::domain::FailurePolicy;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawConfig {
@@ -76,16 +78,6 @@ pub struct RawHook {
 pub enum Need {
     /// Every environment's running images and digests (`environments` in the request).
     Environments,
-}
-
-/// What a hook error (trap, timeout, garbage output) means for the release.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub enum FailurePolicy {
-    /// A hook error denies the release.
-    #[default]
-    Fail,
-    /// A hook error is a warning; the release goes on.
-    Ignore,
 }
 
 /// Splits serde_yaml's "path: message at line L column C" into the field path and the message,

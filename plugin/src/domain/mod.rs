@@ -32,5 +32,5 @@ pub use hooks_sdk::ReleaseOutcome as Outcome;
 pub use hooks_sdk::helpers::ImageRef;
 pub use plan::ContainerChange;
 pub use record::{Actor, Release};
-pub use verdict::{Verdict, VerdictOutcome};
+pub use verdict::{FailurePolicy, Verdict, VerdictOutcome};
 pub use workload::{Container, Kind, Workload, WorkloadRef};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::artifacts::registry::{ImageRef, pinned};
+use crate::domain::ImageRef;
 use crate::domain::rollout_state::{RolloutState, rollout_state};
 use crate::domain::{Workload, WorkloadRef};
 
@@ -30,7 +30,7 @@ pub fn source_images(
             let image = if w.id.kind.has_rollout() {
                 let digests = w.pod_digests(pods, &c.name);
                 match digests.as_slice() {
-                    [one] => pinned(repository, one),
+                    [one] => ImageRef::pinned(repository, one),
                     [] => {
                         return Err(format!(
                             "{} container {}: no running pod reports an image digest",
@@ -49,7 +49,7 @@ pub fn source_images(
             } else {
                 // A CronJob has no pods to ask between runs: its spec must already pin a digest.
                 match ImageRef::parse(&c.image).digest {
-                    Some(d) => pinned(repository, &d),
+                    Some(d) => ImageRef::pinned(repository, &d),
                     None => {
                         return Err(format!(
                             "{} container {}: image {} is not pinned by digest",

@@ -4,7 +4,15 @@
 use hooks_sdk::{Phase, Violation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::FailurePolicy;
+/// What a hook error (trap, timeout, garbage output) means for the release.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum FailurePolicy {
+    /// A hook error denies the release.
+    #[default]
+    Fail,
+    /// A hook error is a warning; the release goes on.
+    Ignore,
+}
 
 /// One hook's verdict in one phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -191,10 +191,62 @@ pub(crate) fn run(
     let stdout = CappedPipe::new(usize_limit(limits.max_output_bytes), OnOverflow::Fail);
     let stderr = CappedPipe::new(usize_limit(limits.max_log_bytes), OnOverflow::Truncate);
 
+    let mut store = sandbox_store(pre, &argv, stdin, &limits, started, &stdout, &stderr);
+    let result = pre
+        .instantiate(&mut store)
+        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
+        .and_then(|start| start.call(&mut store, ()));
+
+    let exit_code = match result {
+        Ok(()) => 0,
+        Err(err) => match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) => exit.0,
+            None => {
+                return Err(classify_failure(
+                    &hook, &limits, &store, &stdout, &stderr, &err,
+                ));
+            }
+        },
+    };
+    // A guest may flood stdout, ignore the write errors and still exit: the output is cut off,
+    // and the verdict cannot be trusted.
+    if stdout.overflowed() {
+        return Err(HookError::OutputTooLarge {
+            hook,
+            limit: limits.max_output_bytes,
+        });
+    }
+    if exit_code != 0 {
+        return Err(HookError::NonZeroExit {
+            hook,
+            code: exit_code,
+            stderr_tail: stderr_tail(&stderr.contents()),
+        });
+    }
+    Ok(RunOutput {
+        stdout: stdout.contents(),
+        stderr: stderr.contents(),
+        stderr_truncated: stderr.overflowed(),
+    })
+}
+
+/// A fresh store for one run: WASI with the request on stdin and capped pipes for stdout and
+/// stderr, memory limits, and an epoch deadline that stops the hook at its timeout or when its
+/// output overflows.
+fn sandbox_store(
+    pre: &InstancePre<SandboxState>,
+    argv: &[&str],
+    stdin: Vec<u8>,
+    limits: &HookLimits,
+    started: Instant,
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+) -> Store<SandboxState> {
+    let limits = *limits;
     let clock = SandboxClock { origin: started };
     // No preopens, no env, no network: WasiCtxBuilder starts with none of them.
     let wasi = WasiCtxBuilder::new()
-        .args(&argv)
+        .args(argv)
         .monotonic_clock(clock)
         .stdin(MemoryInputPipe::new(stdin))
         .stdout(stdout.clone())
@@ -235,42 +287,7 @@ pub(crate) fn run(
         Err(wasmtime::Error::new(reason))
     });
 
-    let result = pre
-        .instantiate(&mut store)
-        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
-        .and_then(|start| start.call(&mut store, ()));
-
-    let exit_code = match result {
-        Ok(()) => 0,
-        Err(err) => match err.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            Some(exit) => exit.0,
-            None => {
-                return Err(classify_failure(
-                    &hook, &limits, &store, &stdout, &stderr, &err,
-                ));
-            }
-        },
-    };
-    // A guest may flood stdout, ignore the write errors and still exit: the output is cut off,
-    // and the verdict cannot be trusted.
-    if stdout.overflowed() {
-        return Err(HookError::OutputTooLarge {
-            hook,
-            limit: limits.max_output_bytes,
-        });
-    }
-    if exit_code != 0 {
-        return Err(HookError::NonZeroExit {
-            hook,
-            code: exit_code,
-            stderr_tail: stderr_tail(&stderr.contents()),
-        });
-    }
-    Ok(RunOutput {
-        stdout: stdout.contents(),
-        stderr: stderr.contents(),
-        stderr_truncated: stderr.overflowed(),
-    })
+    store
 }
 
 /// Names the reason a run failed without an exit status, most specific first.

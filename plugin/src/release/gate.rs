@@ -175,7 +175,16 @@ impl<'a> Gate<'a> {
             .any(|h| h.config().needs.contains(&Need::Environments));
         let seen = std::mem::take(&mut facts.environments);
         facts.environments = self
-            .environments(config, clients, env, &target, phase, facts.changes, &seen, needs_all)
+            .environments(
+                config,
+                clients,
+                env,
+                &target,
+                phase,
+                facts.changes,
+                &seen,
+                needs_all,
+            )
             .await?;
         facts.approvals = Approvals::new(env, &config.app).list().await?;
         let approvals = facts.approvals.clone();

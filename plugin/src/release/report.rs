@@ -31,7 +31,7 @@ pub struct Report {
     /// What the user should know although it did not stop the release: hooks' warnings,
     /// post-deploy verdicts, a record that could not be written.
     pub warnings: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// Why it ended so, in words (empty when it simply succeeded).
     pub message: String,
 }
 
