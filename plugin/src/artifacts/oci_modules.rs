@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 
 use oci_client::client::{Config, ImageLayer};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::artifacts::registry::Registry;
+use crate::artifacts::registry::{Registry, credentials_for};
 
 /// Media type of the module layer.
 pub const MODULE_MEDIA_TYPE: &str = "application/vnd.kubectl-release.hook.module.v1+wasm";
@@ -133,7 +132,7 @@ impl ModuleStore {
             return Ok(hit);
         }
         let client = Registry::oci_client(reference.reference.registry());
-        let auth = RegistryAuth::Anonymous;
+        let auth = credentials_for(reference.reference.registry());
         let fail = |e: oci_client::errors::OciDistributionError| ModuleFetchError::Registry {
             reference: reference.text.clone(),
             detail: e.to_string(),
@@ -231,23 +230,22 @@ pub async fn push(bytes: Vec<u8>, reference: &ModuleRef) -> anyhow::Result<Strin
     let config = Config::new(b"{}".to_vec(), CONFIG_MEDIA_TYPE.to_string(), None);
     let mut manifest = OciImageManifest::build(&layers, &config, None);
     manifest.artifact_type = Some(CONFIG_MEDIA_TYPE.to_string());
-    let manifest_bytes = serde_json::to_vec(&manifest)?;
+    let auth = credentials_for(reference.reference.registry());
     client
-        .push(
-            &reference.reference,
-            &layers,
-            config,
-            &RegistryAuth::Anonymous,
-            Some(manifest),
-        )
+        .push(&reference.reference, &layers, config, &auth, Some(manifest))
         .await
         .map_err(|e| anyhow::anyhow!("cannot push {}: {e}", reference.text))?;
-    // The registry stores the manifest as sent; its digest is the sha256 of those bytes. Ask the
-    // registry rather than trust our serialisation.
+    // The pinned reference must name what the registry stores, whatever our serialisation was:
+    // its digest comes from the registry or not at all.
     let digest = client
-        .fetch_manifest_digest(&reference.reference, &RegistryAuth::Anonymous)
+        .fetch_manifest_digest(&reference.reference, &auth)
         .await
-        .unwrap_or_else(|_| format!("sha256:{}", hex::encode(Sha256::digest(&manifest_bytes))));
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "pushed {}, but the registry does not say which digest it stored ({e}); run `kubectl release hooks pull` on the tag's digest before pinning it",
+                reference.text
+            )
+        })?;
     let repo = format!(
         "{}/{}",
         reference.reference.registry(),

@@ -31,6 +31,17 @@ pub enum RegistryError {
         reference: String,
         detail: String,
     },
+    /// The registry could not be reached, or answered that it cannot serve now (429, 5xx):
+    /// worth waiting for with `--wait-for-image`, never a reason to change anything.
+    #[error(
+        "cannot reach registry {registry} for {reference}: {detail}; check that the registry is up \
+         and reachable from here (and any proxy), then run again"
+    )]
+    Unavailable {
+        registry: String,
+        reference: String,
+        detail: String,
+    },
     #[error("cannot resolve image {reference}: {source}")]
     Other {
         reference: String,
@@ -102,12 +113,18 @@ impl Registry {
                     detail: format!("401 from {url}"),
                 })
             }
+            Err(e) if is_unavailable(&e) => Err(RegistryError::Unavailable {
+                detail: describe_unavailable(&e),
+                registry,
+                reference,
+            }),
             Err(source) => Err(RegistryError::Other { reference, source }),
         }
     }
 
-    /// Like [`Registry::commit_digest`], but waits up to `patience` for CI to push the image.
-    /// Registries cannot be watched, so this polls, backing off from 2 s to 10 s.
+    /// Like [`Registry::commit_digest`], but waits up to `patience` for CI to push the image,
+    /// and through a registry that is down or overloaded meanwhile. Registries cannot be
+    /// watched, so this polls, backing off from 2 s to 10 s.
     pub async fn wait_for_commit_digest(
         &self,
         repository: &str,
@@ -118,10 +135,15 @@ impl Registry {
         let mut pause = Duration::from_secs(2);
         loop {
             match self.commit_digest(repository, commit).await {
-                Err(RegistryError::NoImage { .. })
+                Err(e @ (RegistryError::NoImage { .. } | RegistryError::Unavailable { .. }))
                     if tokio::time::Instant::now() + pause < deadline =>
                 {
-                    tracing::info!(%commit, "image not pushed yet; waiting");
+                    match e {
+                        RegistryError::NoImage { .. } => {
+                            tracing::info!(%commit, "image not pushed yet; waiting")
+                        }
+                        other => tracing::warn!("{other}; trying again"),
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(10));
                 }
@@ -145,6 +167,35 @@ fn is_not_found(e: &OciDistributionError) -> bool {
     }
 }
 
+/// A registry that did not answer, or answered "not now".
+fn is_unavailable(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 429 || *code >= 500,
+        _ => false,
+    }
+}
+
+fn describe_unavailable(e: &OciDistributionError) -> String {
+    match e {
+        OciDistributionError::ServerError { code, url, .. } if *code == 429 => {
+            format!("it is throttling requests (429 from {url})")
+        }
+        OciDistributionError::ServerError { code, url, .. } => format!("{code} from {url}"),
+        OciDistributionError::RequestError(err) => {
+            // reqwest's own words hide the cause (connection refused, TLS) in its source chain.
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
 fn is_insecure(registry: &str) -> bool {
     let host = registry.rsplit_once(':').map_or(registry, |(h, _)| h);
     let loopback = host == "localhost" || host == "[::1]" || host.starts_with("127.");
@@ -155,8 +206,9 @@ fn is_insecure(registry: &str) -> bool {
             .any(|r| r.trim() == registry)
 }
 
-/// Credentials from the docker config and its credential helpers, where present.
-fn credentials_for(registry: &str) -> RegistryAuth {
+/// Credentials from the docker config and its credential helpers, where present (anonymous
+/// otherwise): the same lookup for images and for hook modules.
+pub fn credentials_for(registry: &str) -> RegistryAuth {
     match docker_credential::get_credential(registry) {
         Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => {
             RegistryAuth::Basic(user, password)

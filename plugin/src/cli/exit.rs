@@ -95,6 +95,8 @@ mod tests {
             (Outcome::RolledBack, 5),
             (Outcome::TimedOut, 6),
             (Outcome::Locked, 7),
+            // Without a signal an interrupted release stopped itself (it lost its lock).
+            (Outcome::Interrupted, 5),
         ];
         for (outcome, code) in cases {
             assert_eq!(ExitCode::of(outcome, None).code(), code, "{outcome}");

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use hooks_sdk::Approval;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, watcher};
 
 use crate::cluster::EnvTarget;
 use crate::domain::names;
@@ -69,11 +69,7 @@ impl Approvals {
             }
             Err(e) => return Err(e).context("cannot list approvals"),
         };
-        let mut approvals: Vec<Approval> = list
-            .items
-            .iter()
-            .filter_map(|cm| serde_json::from_str(cm.data.as_ref()?.get(DATA_KEY)?).ok())
-            .collect();
+        let mut approvals: Vec<Approval> = list.items.iter().filter_map(read).collect();
         approvals.sort_by(|a, b| b.approved_at.cmp(&a.approved_at));
         Ok(approvals)
     }
@@ -142,7 +138,9 @@ impl Approvals {
         patience: Duration,
     ) -> bool {
         let config = watcher::Config::default().labels(&self.selector());
-        let mut events = watcher::watcher(self.api.clone(), config).boxed();
+        let mut events = watcher::watcher(self.api.clone(), config)
+            .default_backoff()
+            .boxed();
         let changed = async {
             let mut listing = BTreeSet::new();
             while let Some(event) = events.next().await {
@@ -164,6 +162,23 @@ impl Approvals {
             std::future::pending::<()>().await
         };
         tokio::time::timeout(patience, changed).await.is_ok()
+    }
+}
+
+/// One approval from its ConfigMap, or `None` with a warning naming the object and the fault:
+/// approvals are written by people, and a bad one must neither count nor crash anything.
+fn read(cm: &ConfigMap) -> Option<Approval> {
+    let name = cm.metadata.name.as_deref().unwrap_or_default();
+    let Some(text) = cm.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
+        tracing::warn!(approval = %name, "skipping approval without key {DATA_KEY}");
+        return None;
+    };
+    match serde_json::from_str::<Approval>(text) {
+        Ok(approval) => Some(approval),
+        Err(e) => {
+            tracing::warn!(approval = %name, "skipping unreadable approval: {e}");
+            None
+        }
     }
 }
 

@@ -91,6 +91,14 @@ impl EnvGateway for KubeEnv {
         self.held().as_ref().is_some_and(Lock::lost)
     }
 
+    async fn lock_lost_wait(&self) {
+        let lost = self.held().as_ref().map(Lock::lost_signal);
+        match lost {
+            Some(signal) => signal.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+
     async fn snapshot(&self) -> Result<EnvSnapshot> {
         let t = &self.target;
         let found = workloads::discover(
@@ -153,7 +161,7 @@ impl EnvGateway for KubeEnv {
         images: &BTreeMap<WorkloadRef, Vec<String>>,
         timeout: Duration,
         progress: &Progress,
-    ) -> Result<(), WaitFailure> {
+    ) -> Result<Vec<String>, WaitFailure> {
         let t = &self.target;
         rollout::wait_all(
             &t.client,

@@ -6,8 +6,6 @@
 //! this one does not). A holder that cannot renew for longer than that knows it may have lost
 //! the lock ([`Lock::lost`]) and must stop changing the cluster.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -15,6 +13,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::lock::{LEASE_DURATION_SECS, LeaseView, LockState, lock_state};
 use crate::domain::{Failure, Outcome, names};
@@ -25,7 +24,7 @@ pub struct Lock {
     api: Api<Lease>,
     name: String,
     holder: String,
-    lost: Arc<AtomicBool>,
+    lost: CancellationToken,
     renewer: tokio::task::JoinHandle<()>,
 }
 
@@ -98,7 +97,7 @@ impl Lock {
                 return Err(e).context(format!("cannot take the release lock {namespace}/{name}"));
             }
         }
-        let lost = Arc::new(AtomicBool::new(false));
+        let lost = CancellationToken::new();
         let renewer = tokio::spawn(renew_forever(api.clone(), name.clone(), lost.clone()));
         Ok(Lock {
             api,
@@ -111,7 +110,12 @@ impl Lock {
 
     /// True once renewals have failed for longer than the lease lasts.
     pub fn lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        self.lost.is_cancelled()
+    }
+
+    /// Cancelled when the lock is lost.
+    pub fn lost_signal(&self) -> CancellationToken {
+        self.lost.clone()
     }
 
     /// Stops renewing and deletes the lease if we still hold it.
@@ -205,7 +209,7 @@ async fn take_over(
 
 /// Renews every third of the lease's duration; marks the lock lost once no renewal has
 /// succeeded for two thirds of it.
-async fn renew_forever(api: Api<Lease>, name: String, lost: Arc<AtomicBool>) {
+async fn renew_forever(api: Api<Lease>, name: String, lost: CancellationToken) {
     let duration = Duration::from_secs(LEASE_DURATION_SECS as u64);
     let mut tick = tokio::time::interval(duration / 3);
     tick.tick().await;
@@ -223,7 +227,7 @@ async fn renew_forever(api: Api<Lease>, name: String, lost: Arc<AtomicBool>) {
                 // Stop a third of a lease early: by the time another run sees the lease
                 // expired, this one has stopped changing the cluster.
                 if last_renewal.elapsed() >= duration * 2 / 3 {
-                    lost.store(true, Ordering::SeqCst);
+                    lost.cancel();
                 }
             }
         }

@@ -75,12 +75,15 @@ pub trait EnvGateway {
         stamp: &Stamp,
         check_version: bool,
     ) -> Result<Workload>;
-    /// Waits until every workload has rolled out to `images`, one fails, or `timeout` passes.
+    /// Waits until every workload has rolled out to `images`, one fails, or `timeout` passes;
+    /// returns notes on workloads that are complete without their pods changing (`OnDelete`).
     async fn wait(
         &self,
         workloads: &[Workload],
         images: &BTreeMap<WorkloadRef, Vec<String>>,
         timeout: Duration,
         progress: &Progress,
-    ) -> Result<(), WaitFailure>;
+    ) -> Result<Vec<String>, WaitFailure>;
+    /// Completes once the lock is lost ([`EnvGateway::lock_lost`] turns true); never before.
+    async fn lock_lost_wait(&self);
 }

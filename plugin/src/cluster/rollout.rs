@@ -188,7 +188,7 @@ pub async fn wait_all(
     new_images: &BTreeMap<WorkloadRef, Vec<String>>,
     timeout: Duration,
     progress: &Progress,
-) -> Result<(), WaitFailure> {
+) -> Result<Vec<String>, WaitFailure> {
     let waits = workloads
         .iter()
         .filter(|w| w.id.kind.has_rollout())
@@ -198,25 +198,29 @@ pub async fn wait_all(
             async move {
                 let result = wait_one(client, apis, namespace, w, &images, &line).await;
                 match &result {
-                    Ok(()) => line.finish("rolled out"),
+                    Ok(None) => line.finish("rolled out"),
+                    Ok(Some(note)) => line.finish(note),
                     Err(reason) => line.finish(&format!("FAILED: {reason}")),
                 }
-                result.map_err(|reason| WaitFailure::Failed {
-                    workload: w.id.clone(),
-                    reason,
-                })
+                result
+                    .map(|note| note.map(|n| format!("{}: {n}", w.id)))
+                    .map_err(|reason| WaitFailure::Failed {
+                        workload: w.id.clone(),
+                        reason,
+                    })
             }
         });
     let all = futures::future::try_join_all(waits);
     match tokio::time::timeout(timeout, all).await {
-        Ok(result) => result.map(|_| ()),
+        Ok(result) => result.map(|notes| notes.into_iter().flatten().collect()),
         Err(_) => Err(WaitFailure::TimedOut {
             pending: progress.unfinished(),
         }),
     }
 }
 
-/// Watches one workload and its pods until it is complete (`Ok`) or hopeless (`Err(reason)`).
+/// Watches one workload and its pods until it is complete (`Ok`, with a note when it is
+/// complete without its pods changing) or hopeless (`Err(reason)`).
 async fn wait_one(
     client: &kube::Client,
     apis: &ServerApis,
@@ -224,7 +228,7 @@ async fn wait_one(
     workload: &Workload,
     images: &[String],
     line: &crate::progress::Line,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     let api = apis.api(client, namespace, workload.id.kind);
     let objects = watcher::watcher(
         api,
@@ -248,7 +252,8 @@ async fn wait_one(
             Ok(Change::Workload(event)) => match *event {
                 Event::Apply(obj) | Event::InitApply(obj) => {
                     match rollout_state(workload.id.kind, &obj) {
-                        RolloutState::Complete => return Ok(()),
+                        RolloutState::Complete => return Ok(None),
+                        RolloutState::CompleteWithoutPods(note) => return Ok(Some(note)),
                         RolloutState::Failed(reason) => return Err(reason),
                         RolloutState::Progressing(msg) => line.set(&msg),
                     }

@@ -150,10 +150,12 @@ pub async fn list(global: &GlobalArgs, cfg: &ReleaseConfig, args: &EnvArg) -> Re
 /// `3f2a9c1 (1c2d3e4f5a6b)`: commit and digests, short.
 fn describe(a: &Approval) -> String {
     let digests: Vec<String> = a.digests.iter().map(|d| short_digest(d)).collect();
-    let commit = if a.commit.len() >= 7 {
-        &a.commit[..7]
+    // Approvals are written by anyone allowed to: never slice what they wrote by bytes.
+    let commit: String = a.commit.chars().take(7).collect();
+    let commit = if commit.is_empty() {
+        "-".into()
     } else {
-        "-"
+        commit
     };
     format!("{commit} ({})", digests.join(","))
 }

@@ -30,7 +30,7 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) ->
                     s.revision.map_or("-".into(), |r| r.to_string()),
                     s.commit
                         .as_deref()
-                        .map_or("-".into(), |c| c[..7.min(c.len())].to_string()),
+                        .map_or("-".into(), |c| c.chars().take(7).collect()),
                     digests.join(","),
                     format!("{}/{}", s.ready, s.desired),
                     s.released_at.as_deref().map_or("-".into(), output::age),

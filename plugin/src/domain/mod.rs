@@ -19,6 +19,7 @@ pub mod plan;
 pub mod promotion;
 pub mod record;
 pub mod rollout_state;
+pub mod selector;
 pub mod status;
 pub mod verdict;
 pub mod workload;

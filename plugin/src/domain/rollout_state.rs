@@ -11,9 +11,21 @@ use super::Kind;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RolloutState {
     Complete,
+    /// Done as far as anyone can wait for: the controller has the new template, but its pods
+    /// change only when someone deletes them (`OnDelete`). The note says so.
+    CompleteWithoutPods(String),
     Progressing(String),
-    /// The controller gave up (ProgressDeadlineExceeded).
+    /// The rollout cannot finish by itself (ProgressDeadlineExceeded, a paused Deployment).
     Failed(String),
+}
+
+impl RolloutState {
+    pub fn is_complete(&self) -> bool {
+        matches!(
+            self,
+            RolloutState::Complete | RolloutState::CompleteWithoutPods(_)
+        )
+    }
 }
 
 fn int(v: &Value, pointer: &str) -> i64 {
@@ -21,81 +33,121 @@ fn int(v: &Value, pointer: &str) -> i64 {
 }
 
 /// Reads a workload's status the way `kubectl rollout status` does, with one extra rule: the
-/// status only counts once the controller has observed the generation we wrote.
+/// status only counts once the controller has observed the generation we wrote. Where kubectl
+/// would refuse to wait (an `OnDelete` update strategy) the rollout is complete without pods,
+/// and where it would wait forever (a paused Deployment) it has failed.
 pub fn rollout_state(kind: Kind, object: &DynamicObject) -> RolloutState {
     let data = &object.data;
     let generation = object.metadata.generation.unwrap_or(0);
+    if kind == Kind::Deployment && data.pointer("/spec/paused") == Some(&Value::Bool(true)) {
+        return RolloutState::Failed(
+            "the Deployment is paused, so its pods will not change; resume it (kubectl rollout resume) and release again".into(),
+        );
+    }
     if int(data, "/status/observedGeneration") < generation {
         return RolloutState::Progressing("waiting for the controller to see the change".into());
     }
     match kind {
-        Kind::Deployment => {
-            let conditions = data
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if let Some(c) = conditions
-                .iter()
-                .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
-            {
-                return RolloutState::Failed(format!(
-                    "ProgressDeadlineExceeded: {}",
-                    c["message"]
-                        .as_str()
-                        .unwrap_or("the rollout made no progress in time")
-                ));
-            }
-            let want = data
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            let (updated, total, available) = (
-                int(data, "/status/updatedReplicas"),
-                int(data, "/status/replicas"),
-                int(data, "/status/availableReplicas"),
-            );
-            if updated >= want && total == updated && available >= want {
-                RolloutState::Complete
-            } else {
-                RolloutState::Progressing(format!(
-                    "{updated}/{want} updated, {available} available, {} old",
-                    (total - updated).max(0)
-                ))
-            }
-        }
-        Kind::StatefulSet => {
-            let want = data
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            let (updated, ready) = (
-                int(data, "/status/updatedReplicas"),
-                int(data, "/status/readyReplicas"),
-            );
-            let revisions_agree =
-                data.pointer("/status/updateRevision") == data.pointer("/status/currentRevision");
-            if updated >= want && ready >= want && revisions_agree {
-                RolloutState::Complete
-            } else {
-                RolloutState::Progressing(format!("{updated}/{want} updated, {ready} ready"))
-            }
-        }
-        Kind::DaemonSet => {
-            let want = int(data, "/status/desiredNumberScheduled");
-            let (updated, available) = (
-                int(data, "/status/updatedNumberScheduled"),
-                int(data, "/status/numberAvailable"),
-            );
-            if updated >= want && available >= want {
-                RolloutState::Complete
-            } else {
-                RolloutState::Progressing(format!(
-                    "{updated}/{want} updated, {available} available"
-                ))
-            }
-        }
+        Kind::Deployment => deployment_state(data),
+        Kind::StatefulSet => statefulset_state(data),
+        Kind::DaemonSet => daemonset_state(data),
         Kind::CronJob => RolloutState::Complete,
+    }
+}
+
+fn replicas(data: &Value) -> i64 {
+    data.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+fn on_delete(data: &Value, kind: &str) -> Option<RolloutState> {
+    (data.pointer("/spec/updateStrategy/type").and_then(Value::as_str) == Some("OnDelete")).then(|| {
+        RolloutState::CompleteWithoutPods(format!(
+            "the {kind}'s update strategy is OnDelete: its pods take the new image only when they are deleted"
+        ))
+    })
+}
+
+fn deployment_state(data: &Value) -> RolloutState {
+    let conditions = data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(c) = conditions
+        .iter()
+        .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded")
+    {
+        return RolloutState::Failed(format!(
+            "ProgressDeadlineExceeded: {}",
+            c["message"]
+                .as_str()
+                .unwrap_or("the rollout made no progress in time")
+        ));
+    }
+    let want = replicas(data);
+    let (updated, total, available) = (
+        int(data, "/status/updatedReplicas"),
+        int(data, "/status/replicas"),
+        int(data, "/status/availableReplicas"),
+    );
+    if updated >= want && total == updated && available >= want {
+        RolloutState::Complete
+    } else {
+        RolloutState::Progressing(format!(
+            "{updated}/{want} updated, {available} available, {} old",
+            (total - updated).max(0)
+        ))
+    }
+}
+
+fn statefulset_state(data: &Value) -> RolloutState {
+    if let Some(state) = on_delete(data, "StatefulSet") {
+        return state;
+    }
+    let want = replicas(data);
+    let (updated, ready) = (
+        int(data, "/status/updatedReplicas"),
+        int(data, "/status/readyReplicas"),
+    );
+    if ready < want {
+        return RolloutState::Progressing(format!("{updated}/{want} updated, {ready} ready"));
+    }
+    // With a partition only the pods at or above it are updated: kubectl calls that complete.
+    let partition = int(data, "/spec/updateStrategy/rollingUpdate/partition");
+    if partition > 0 {
+        let expected = (want - partition).max(0);
+        return if updated >= expected {
+            RolloutState::Complete
+        } else {
+            RolloutState::Progressing(format!(
+                "{updated}/{expected} updated above partition {partition}, {ready} ready"
+            ))
+        };
+    }
+    let revisions_agree =
+        data.pointer("/status/updateRevision") == data.pointer("/status/currentRevision");
+    if updated >= want && revisions_agree {
+        RolloutState::Complete
+    } else {
+        RolloutState::Progressing(format!("{updated}/{want} updated, {ready} ready"))
+    }
+}
+
+fn daemonset_state(data: &Value) -> RolloutState {
+    if let Some(state) = on_delete(data, "DaemonSet") {
+        return state;
+    }
+    let want = int(data, "/status/desiredNumberScheduled");
+    let (updated, available) = (
+        int(data, "/status/updatedNumberScheduled"),
+        int(data, "/status/numberAvailable"),
+    );
+    if updated >= want && available >= want {
+        RolloutState::Complete
+    } else {
+        RolloutState::Progressing(format!("{updated}/{want} updated, {available} available"))
     }
 }
 
@@ -227,5 +279,51 @@ mod tests {
         );
         // An old pod failing is not this release's problem.
         assert_eq!(stuck_container(&pod, &["r/web@sha256:c".into()]), None);
+    }
+
+    #[test]
+    fn a_partitioned_statefulset_is_complete_once_the_pods_above_the_partition_are_updated() {
+        let mut sts = with_status(
+            Kind::StatefulSet,
+            1,
+            3,
+            json!({"observedGeneration": 1, "updatedReplicas": 1, "readyReplicas": 3, "currentRevision": "a", "updateRevision": "b"}),
+        );
+        sts.data["spec"]["updateStrategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}});
+        assert_eq!(
+            rollout_state(Kind::StatefulSet, &sts),
+            RolloutState::Complete
+        );
+        sts.data["status"]["updatedReplicas"] = 0.into();
+        assert!(
+            matches!(rollout_state(Kind::StatefulSet, &sts), RolloutState::Progressing(m) if m.contains("partition 2"))
+        );
+    }
+
+    #[test]
+    fn on_delete_is_complete_without_pods_once_observed() {
+        for kind in [Kind::StatefulSet, Kind::DaemonSet] {
+            let mut w = with_status(kind, 2, 3, json!({"observedGeneration": 2}));
+            w.data["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
+            assert!(
+                matches!(rollout_state(kind, &w), RolloutState::CompleteWithoutPods(m) if m.contains("OnDelete"))
+            );
+            w.metadata.generation = Some(3);
+            assert!(matches!(
+                rollout_state(kind, &w),
+                RolloutState::Progressing(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_paused_deployment_fails_at_once() {
+        let done = json!({"observedGeneration": 1, "replicas": 3, "updatedReplicas": 0, "availableReplicas": 3});
+        let mut d = with_status(Kind::Deployment, 2, 3, done);
+        d.data["spec"]["paused"] = true.into();
+        assert!(
+            matches!(rollout_state(Kind::Deployment, &d), RolloutState::Failed(m) if m.contains("kubectl rollout resume"))
+        );
     }
 }

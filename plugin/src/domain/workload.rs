@@ -155,22 +155,19 @@ impl Workload {
         self.object.metadata.resource_version.as_deref()
     }
 
-    /// Whether `pod` is one of this workload's, by `spec.selector.matchLabels`. A workload
-    /// without a selector (a CronJob) owns no pods directly.
+    /// The workload's pod selector (`spec.selector`, labels and expressions). A workload
+    /// without one (a CronJob) owns no pods directly.
+    pub fn selector(&self) -> Option<super::selector::Selector> {
+        super::selector::Selector::from_spec(self.object.data.pointer("/spec/selector")?)
+    }
+
+    /// Whether `pod` is one of this workload's, by its selector.
     pub fn owns(&self, pod: &k8s_openapi::api::core::v1::Pod) -> bool {
-        let Some(selector) = self
-            .object
-            .data
-            .pointer("/spec/selector/matchLabels")
-            .and_then(Value::as_object)
-        else {
+        let Some(selector) = self.selector() else {
             return false;
         };
-        let labels = pod.metadata.labels.as_ref();
-        !selector.is_empty()
-            && selector
-                .iter()
-                .all(|(k, v)| labels.and_then(|l| l.get(k)).map(String::as_str) == v.as_str())
+        let empty = BTreeMap::new();
+        selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty))
     }
 
     /// The distinct digests this workload's live pods report for `container` (from `imageID`).
@@ -197,18 +194,9 @@ impl Workload {
         digests
     }
 
-    /// The pod label selector (`spec.selector.matchLabels`) as a selector string.
+    /// The pod selector as a `labelSelector` query string.
     pub fn pod_selector(&self) -> Option<String> {
-        let labels = self
-            .object
-            .data
-            .pointer("/spec/selector/matchLabels")?
-            .as_object()?;
-        let parts: Vec<String> = labels
-            .iter()
-            .filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)))
-            .collect();
-        (!parts.is_empty()).then(|| parts.join(","))
+        self.selector().map(|s| s.to_query())
     }
 }
 

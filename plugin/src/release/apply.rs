@@ -105,6 +105,7 @@ pub async fn undo<G: EnvGateway>(
             &Progress::new(),
         )
         .await
+        .map(|_| ())
         .map_err(|f| describe_wait_failure(&f, timeout))
 }
 

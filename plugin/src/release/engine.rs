@@ -260,6 +260,8 @@ enum Ending {
     Failed(String),
     TimedOut(String),
     Interrupted,
+    /// The lock could not be renewed: another run may hold it now.
+    LockLost,
 }
 
 /// The steps after the journal has begun: each one finishes it.
@@ -313,18 +315,23 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             record.revision
         ));
         match self.wait(&patched, &record.containers, &progress).await {
-            Ok(()) => self.succeeded(journal, report).await,
+            Ok(notes) => {
+                let mut report = report;
+                report.warnings.extend(notes);
+                self.succeeded(journal, report).await
+            }
             Err(ending) => self.rollout_ended(journal, report, ending, &patched).await,
         }
     }
 
-    /// Waits for the rollout, the timeout, or a signal, whichever comes first.
+    /// Waits for the rollout, the timeout, a signal or the loss of the lock, whichever comes
+    /// first; returns notes on workloads complete without their pods changing.
     async fn wait(
         &self,
         patched: &[Workload],
         planned: &[ContainerChange],
         progress: &Progress,
-    ) -> Result<(), Ending> {
+    ) -> Result<Vec<String>, Ending> {
         let images = plan::new_images(planned);
         let timeout = self.opts.timeout;
         tokio::select! {
@@ -333,6 +340,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
                 WaitFailure::Failed { .. } => Ending::Failed(apply::describe_wait_failure(&f, timeout)),
             }),
             () = self.interrupt.wait() => Err(Ending::Interrupted),
+            () = self.ctx.gateway.lock_lost_wait() => Err(Ending::LockLost),
         }
     }
 
@@ -379,17 +387,22 @@ impl<G: EnvGateway> Step<'_, '_, G> {
         ending: Ending,
         patched: &[Workload],
     ) -> Ran {
+        if let Ending::LockLost = ending {
+            return self
+                .stopped_part_way(journal, report, Stopped::LockLost, patched)
+                .await;
+        }
         let atomic = self.opts.atomic;
         let (outcome, what) = match &ending {
             Ending::Failed(why) => (Outcome::Failed, why.clone()),
             Ending::TimedOut(why) => (Outcome::TimedOut, why.clone()),
-            Ending::Interrupted => (
+            Ending::Interrupted | Ending::LockLost => (
                 Outcome::Interrupted,
                 "interrupted by a signal while waiting for the rollout".to_string(),
             ),
         };
         let advice = match ending {
-            Ending::Interrupted => {
+            Ending::Interrupted | Ending::LockLost => {
                 "not rolled back (with --atomic the previous images are restored on a signal)"
             }
             _ => {

@@ -39,6 +39,8 @@ struct FakeEnv {
     refuse_patch_of: Option<&'static str>,
     wait: WaitResult,
     fail_create: bool,
+    /// The lease cannot be renewed: the lock is lost once the wait begins.
+    loses_lock: bool,
 }
 
 impl FakeEnv {
@@ -51,6 +53,7 @@ impl FakeEnv {
             refuse_patch_of: None,
             wait: WaitResult::Ok,
             fail_create: false,
+            loses_lock: false,
         }
     }
 
@@ -80,6 +83,11 @@ impl EnvGateway for FakeEnv {
     }
     fn lock_lost(&self) -> bool {
         false
+    }
+    async fn lock_lost_wait(&self) {
+        if !self.loses_lock {
+            std::future::pending::<()>().await;
+        }
     }
     async fn snapshot(&self) -> Result<EnvSnapshot> {
         Ok(EnvSnapshot {
@@ -136,12 +144,12 @@ impl EnvGateway for FakeEnv {
         images: &BTreeMap<WorkloadRef, Vec<String>>,
         _: Duration,
         _: &Progress,
-    ) -> Result<(), WaitFailure> {
+    ) -> Result<Vec<String>, WaitFailure> {
         let undoing = images.values().flatten().all(|i| i == OLD);
         self.say(format!("wait {}", if undoing { "old" } else { "new" }));
         match self.wait {
-            _ if undoing => Ok(()),
-            WaitResult::Ok => Ok(()),
+            _ if undoing => Ok(Vec::new()),
+            WaitResult::Ok => Ok(Vec::new()),
             WaitResult::Fail => Err(WaitFailure::Failed {
                 workload: self.workloads[0].id.clone(),
                 reason: "CrashLoopBackOff".into(),
@@ -392,4 +400,31 @@ async fn another_release_after_a_dead_run_closes_its_record_as_interrupted() {
         ran.report.warnings
     );
     assert_eq!(env.record(4).outcome, Outcome::Succeeded);
+}
+
+#[tokio::test]
+async fn a_lost_lock_stops_the_release_without_touching_anything_more() {
+    let mut env = FakeEnv::new(two_workloads());
+    env.wait = WaitResult::Hang;
+    env.loses_lock = true;
+    let (ran, env) = release(env, true).await;
+    let failure = ran.end.unwrap_err();
+    assert_eq!(
+        failure.outcome,
+        Outcome::Interrupted,
+        "exit 5 without a signal"
+    );
+    let record = env.record(1);
+    assert_eq!(record.outcome, Outcome::Interrupted);
+    assert!(
+        record.message.contains("release lock"),
+        "{}",
+        record.message
+    );
+    // Even with --atomic: the workloads are no longer this run's to change.
+    assert!(
+        !env.log().contains(&"wait old".to_string()),
+        "{:?}",
+        env.log()
+    );
 }
