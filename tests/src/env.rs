@@ -229,6 +229,38 @@ impl TestEnv {
         command
     }
 
+    /// Stops `component` at once, as a crash would (`testenv.sh stop`), and returns the outage:
+    /// [`Outage::end`] starts it again. Dropping the outage without ending it (a test that
+    /// panicked) starts it again too, so the environment's next test finds it up.
+    ///
+    /// Every test of the process shares the environment: only a test binary whose tests run one
+    /// at a time while a component is down may call this.
+    ///
+    /// Panics, with the script's output, when it cannot stop it.
+    pub async fn stop(&self, component: Component) -> Outage<'_> {
+        self.testenv("stop", component).await;
+        Outage {
+            env: self,
+            component,
+            ended: false,
+        }
+    }
+
+    /// `testenv.sh MODE DIR COMPONENT`; panics with its output unless it succeeds.
+    async fn testenv(&self, mode: &str, component: Component) {
+        let mut command = tokio::process::Command::new("bash");
+        command
+            .arg(TESTENV_SCRIPT)
+            .arg(mode)
+            .arg(&self.dir)
+            .arg(component.name());
+        let out = run(&mut command).await;
+        assert!(
+            out.success(),
+            "cannot {mode} the test environment's {component}: {out}"
+        );
+    }
+
     /// Creates a namespace with a unique name starting with `prefix`, so tests can run in
     /// parallel, and waits until pods can be created in it (its service account has a token).
     pub async fn namespace(&self, prefix: &str) -> Namespace {
@@ -258,6 +290,73 @@ impl TestEnv {
             panic!("namespace {name} never got its default service account: {e:#}")
         });
         Namespace { name }
+    }
+}
+
+/// A part of the environment a test may stop and start again to see how the plugin copes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    /// kube-apiserver: every client of the cluster loses it; etcd keeps the state.
+    ApiServer,
+    /// The OCI registry: images can be neither resolved nor pulled.
+    Registry,
+}
+
+impl Component {
+    /// The component's name in `testenv.sh` (and its log, `logs/<name>.log`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::ApiServer => "kube-apiserver",
+            Component::Registry => "registry",
+        }
+    }
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A component stopped by [`TestEnv::stop`], until [`Outage::end`] (or drop) starts it again.
+#[must_use = "the component stays down until the outage is ended (or dropped)"]
+#[derive(Debug)]
+pub struct Outage<'e> {
+    env: &'e TestEnv,
+    component: Component,
+    ended: bool,
+}
+
+impl Outage<'_> {
+    /// Starts the component again with the flags and ports it had, and returns once it is
+    /// healthy (the API server ready, the registry answering). Panics when it does not come up.
+    pub async fn end(mut self) {
+        self.ended = true;
+        self.env.testenv("start", self.component).await;
+    }
+}
+
+impl Drop for Outage<'_> {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // Only reached when the test failed with the component down: blocking here is fine,
+        // and panicking again would hide the first failure, so a failed start is only said.
+        let started = Command::new("bash")
+            .arg(TESTENV_SCRIPT)
+            .arg("start")
+            .arg(&self.env.dir)
+            .arg(self.component.name())
+            .stdin(Stdio::null())
+            .status();
+        if !matches!(started, Ok(status) if status.success()) {
+            eprintln!(
+                "could not start {} again in {}: {started:?}",
+                self.component,
+                self.env.dir.display()
+            );
+        }
     }
 }
 

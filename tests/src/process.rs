@@ -1,5 +1,6 @@
 //! A plugin run in the background, for tests that act while it works: wait for a state of the
-//! cluster, then signal it (SIGTERM, SIGINT, SIGKILL) and collect how it ended.
+//! cluster or for something it says on stderr, then signal it (SIGTERM, SIGINT, SIGKILL) or
+//! disturb its world, and collect how it ended.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt as _;
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::CmdOutput;
@@ -20,7 +22,9 @@ pub struct Spawned {
     line: String,
     child: Child,
     stdout: JoinHandle<Vec<u8>>,
-    stderr: JoinHandle<Vec<u8>>,
+    /// Everything written to stderr so far; the sender goes away when stderr closes.
+    stderr: watch::Receiver<Vec<u8>>,
+    stderr_reader: JoinHandle<()>,
 }
 
 impl Spawned {
@@ -40,13 +44,51 @@ impl Spawned {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run `{line}`: {e}"));
         let stdout = read_all(child.stdout.take());
-        let stderr = read_all(child.stderr.take());
+        let (stderr, stderr_reader) = read_as_it_comes(child.stderr.take());
         Spawned {
             line,
             child,
             stdout,
             stderr,
+            stderr_reader,
         }
+    }
+
+    /// Waits up to `timeout` until what the process has written to stderr satisfies
+    /// `condition` (`what` describes it for the error), and returns that stderr.
+    ///
+    /// # Errors
+    /// When the process closes stderr (it exited) or `timeout` passes first; the error has the
+    /// stderr as it was then.
+    pub async fn wait_for_stderr(
+        &self,
+        what: &str,
+        timeout: Duration,
+        condition: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let mut stderr = self.stderr.clone();
+        let waited = tokio::time::timeout(
+            timeout,
+            stderr.wait_for(|bytes| condition(&String::from_utf8_lossy(bytes))),
+        )
+        .await;
+        let so_far = String::from_utf8_lossy(&self.stderr.borrow()).into_owned();
+        match waited {
+            Ok(Ok(_)) => Ok(so_far),
+            Ok(Err(_)) => Err(anyhow::anyhow!(
+                "`{}` exited before its stderr showed {what}; stderr:\n{so_far}",
+                self.line
+            )),
+            Err(_) => Err(anyhow::anyhow!(
+                "`{}` had not shown {what} on stderr after {timeout:?}; stderr so far:\n{so_far}",
+                self.line
+            )),
+        }
+    }
+
+    /// What the process has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.borrow()).into_owned()
     }
 
     /// Sends `signal` to the process. Panics when it has already been reaped.
@@ -67,21 +109,24 @@ impl Spawned {
             Ok(status) => status.unwrap_or_else(|e| panic!("cannot wait for `{}`: {e}", self.line)),
             Err(_) => {
                 let _ = self.child.kill().await;
-                let stderr = self.stderr.await.unwrap_or_default();
+                let _ = self.stderr_reader.await;
                 panic!(
                     "`{}` still running {timeout:?} later; killed. stderr:\n{}",
                     self.line,
-                    String::from_utf8_lossy(&stderr)
+                    String::from_utf8_lossy(&self.stderr.borrow())
                 );
             }
         };
         let stdout = self.stdout.await.expect("the stdout reader does not panic");
-        let stderr = self.stderr.await.expect("the stderr reader does not panic");
+        self.stderr_reader
+            .await
+            .expect("the stderr reader does not panic");
+        let stderr = String::from_utf8_lossy(&self.stderr.borrow()).into_owned();
         CmdOutput {
             command: self.line,
             status,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stderr,
         }
     }
 }
@@ -98,4 +143,22 @@ where
         }
         bytes
     })
+}
+
+/// Reads `pipe` to its end in the background, publishing what has been read so far after every
+/// read, so a test can wait for a line while the process still runs.
+fn read_as_it_comes<R>(pipe: Option<R>) -> (watch::Receiver<Vec<u8>>, JoinHandle<()>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let (sender, receiver) = watch::channel(Vec::new());
+    let reader = tokio::spawn(async move {
+        let Some(mut pipe) = pipe else { return };
+        let mut chunk = vec![0u8; 8192];
+        // A read error ends the output early; what was read is still worth showing.
+        while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
+            sender.send_modify(|bytes| bytes.extend_from_slice(&chunk[..n]));
+        }
+    });
+    (receiver, reader)
 }

@@ -136,6 +136,29 @@ pub async fn grant(env: &TestEnv, namespace: &str, user: &str, role: &str, rules
     }
 }
 
+/// Returns once the API server's authorizer no longer lets `user` do `verb` on `resource` (of
+/// `group`) in `namespace`: after [`grant`] replaced a Role with fewer rules, the authorizer
+/// learns of it through an informer, a moment later.
+pub async fn wait_until_denied(
+    env: &TestEnv,
+    user: &str,
+    namespace: &str,
+    group: &str,
+    resource: &str,
+    verb: &str,
+) {
+    let started = Instant::now();
+    // An access review cannot be watched: ask again until the answer changes.
+    while may(env, user, namespace, group, resource, verb).await {
+        assert!(
+            started.elapsed() < GRANT_TIMEOUT,
+            "{user} still may {verb} {resource} in {namespace} {GRANT_TIMEOUT:?} after the rule \
+             was taken away"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether the API server lets `user` do `verb` on `resource` (of `group`) in `namespace`.
 pub async fn may(
     env: &TestEnv,

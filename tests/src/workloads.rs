@@ -15,11 +15,14 @@ use std::marker::PhantomData;
 use anyhow::Context as _;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{
-    DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec,
+    DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, Deployment, DeploymentSpec,
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt as _, discovery};
 use serde::Serialize;
@@ -41,6 +44,12 @@ pub struct WorkloadBuilder<K> {
     replicas: i32,
     schedule: String,
     restart_policy: Option<String>,
+    node_selector: BTreeMap<String, String>,
+    /// Select the pods by `matchExpressions` only, no `matchLabels`.
+    select_by_expression: bool,
+    paused: bool,
+    on_delete: bool,
+    partition: Option<i32>,
     kind: PhantomData<K>,
 }
 
@@ -75,6 +84,11 @@ impl<K> WorkloadBuilder<K> {
             replicas: 1,
             schedule: "*/1 * * * *".to_string(),
             restart_policy: None,
+            node_selector: BTreeMap::new(),
+            select_by_expression: false,
+            paused: false,
+            on_delete: false,
+            partition: None,
             kind: PhantomData,
         }
     }
@@ -133,6 +147,41 @@ impl<K> WorkloadBuilder<K> {
         self
     }
 
+    /// A `nodeSelector` entry on the pods: with a label no node has, they stay Pending
+    /// (unschedulable, which is no reason to give up on a rollout).
+    pub fn node_selector(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.node_selector.insert(key.into(), value.into());
+        self
+    }
+
+    /// Selects the pods with `matchExpressions` only (`app.kubernetes.io/name In [name]`), as
+    /// some charts do, instead of `matchLabels`.
+    pub fn select_by_expression(mut self) -> Self {
+        self.select_by_expression = true;
+        self
+    }
+
+    /// A paused Deployment (`spec.paused`): its controller rolls nothing out (ignored by the
+    /// other kinds).
+    pub fn paused(mut self) -> Self {
+        self.paused = true;
+        self
+    }
+
+    /// Update strategy `OnDelete` for a StatefulSet or DaemonSet: pods take a new template only
+    /// when deleted (ignored by the other kinds).
+    pub fn on_delete(mut self) -> Self {
+        self.on_delete = true;
+        self
+    }
+
+    /// A StatefulSet's `rollingUpdate.partition`: only pods with an ordinal at or above it are
+    /// updated (ignored by the other kinds).
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
     fn selector_labels(&self) -> BTreeMap<String, String> {
         [(NAME_LABEL.to_string(), self.name.clone())].into()
     }
@@ -147,6 +196,21 @@ impl<K> WorkloadBuilder<K> {
     }
 
     fn selector(&self) -> LabelSelector {
+        if self.select_by_expression {
+            return LabelSelector {
+                match_expressions: Some(
+                    self.selector_labels()
+                        .into_iter()
+                        .map(|(key, value)| LabelSelectorRequirement {
+                            key,
+                            operator: "In".into(),
+                            values: Some(vec![value]),
+                        })
+                        .collect(),
+                ),
+                match_labels: None,
+            };
+        }
         LabelSelector {
             match_labels: Some(self.selector_labels()),
             ..Default::default()
@@ -175,6 +239,7 @@ impl<K> WorkloadBuilder<K> {
                     .restart_policy
                     .clone()
                     .or(default_restart_policy.map(str::to_string)),
+                node_selector: (!self.node_selector.is_empty()).then(|| self.node_selector.clone()),
                 // Nothing runs, so nothing needs a grace period; keeps deletions instant.
                 termination_grace_period_seconds: Some(0),
                 ..Default::default()
@@ -201,6 +266,7 @@ impl From<WorkloadBuilder<Deployment>> for Deployment {
                 replicas: Some(b.replicas),
                 selector: b.selector(),
                 template: b.pod_template(None),
+                paused: b.paused.then_some(true),
                 ..Default::default()
             },
             status: None,
@@ -218,6 +284,20 @@ impl From<WorkloadBuilder<StatefulSet>> for StatefulSet {
                 service_name: Some(b.name.clone()),
                 pod_management_policy: Some("Parallel".into()),
                 template: b.pod_template(None),
+                update_strategy: if b.on_delete {
+                    Some(StatefulSetUpdateStrategy {
+                        type_: Some("OnDelete".into()),
+                        rolling_update: None,
+                    })
+                } else {
+                    b.partition.map(|partition| StatefulSetUpdateStrategy {
+                        type_: Some("RollingUpdate".into()),
+                        rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                            partition: Some(partition),
+                            ..Default::default()
+                        }),
+                    })
+                },
                 ..Default::default()
             },
             status: None,
@@ -232,6 +312,10 @@ impl From<WorkloadBuilder<DaemonSet>> for DaemonSet {
             spec: DaemonSetSpec {
                 selector: b.selector(),
                 template: b.pod_template(None),
+                update_strategy: b.on_delete.then(|| DaemonSetUpdateStrategy {
+                    type_: Some("OnDelete".into()),
+                    rolling_update: None,
+                }),
                 ..Default::default()
             },
             status: None,
@@ -371,6 +455,39 @@ mod tests {
             pod.containers[0].image.as_deref(),
             Some("127.0.0.1:5000/report:v1")
         );
+    }
+
+    #[test]
+    fn strategies_selectors_and_node_selectors_reach_the_spec() {
+        let d = deployment("web")
+            .paused()
+            .select_by_expression()
+            .node_selector("disk", "none")
+            .build();
+        assert_eq!(d.spec.paused, Some(true));
+        assert_eq!(d.spec.selector.match_labels, None);
+        let expressions = d.spec.selector.match_expressions.unwrap();
+        assert_eq!(expressions[0].key, NAME_LABEL);
+        assert_eq!(expressions[0].operator, "In");
+        assert_eq!(expressions[0].values, Some(vec!["web".to_string()]));
+        let pod = d.spec.template.spec.unwrap();
+        assert_eq!(pod.node_selector.unwrap()["disk"], "none");
+
+        let s = statefulset("db").replicas(3).partition(2).build();
+        let strategy = s.spec.update_strategy.unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        assert_eq!(strategy.rolling_update.unwrap().partition, Some(2));
+        let s = statefulset("db").on_delete().build();
+        assert_eq!(
+            s.spec.update_strategy.unwrap().type_.as_deref(),
+            Some("OnDelete")
+        );
+        let ds = daemonset("agent").on_delete().build();
+        assert_eq!(
+            ds.spec.update_strategy.unwrap().type_.as_deref(),
+            Some("OnDelete")
+        );
+        assert_eq!(deployment("web").build().spec.paused, None);
     }
 
     #[test]

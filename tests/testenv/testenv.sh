@@ -7,6 +7,11 @@
 #   testenv.sh supervise DIR  up, then wait for EOF on stdin, then down; a test process owns the
 #                             environment by holding the write end of that pipe, so the environment
 #                             goes away with it however it ends (panic, SIGKILL, ...)
+#   testenv.sh stop DIR NAME  stop one component of a running environment, for fault injection:
+#                             NAME is kube-apiserver or registry (RESTARTABLE below)
+#   testenv.sh start DIR NAME start it again with the flags and ports `up` gave it, and wait until
+#                             it is healthy (kube-apiserver: /readyz, registry: /v2/); `down`
+#                             stops it as it stops everything else
 #
 # Environment:
 #   KUBECTL_RELEASE_K8S_BIN   dir with kube-apiserver, kube-controller-manager, kube-scheduler
@@ -19,19 +24,23 @@ set -euo pipefail
 K8S_VERSION=1.20.2
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
-K8S_BIN=${KUBECTL_RELEASE_K8S_BIN:-${KUBECTL_RELEASE_CACHE:-$HOME/.cache/kubectl-release}/kubernetes-$K8S_VERSION/bin}
+# The build install.sh makes (its K8S_BUILD): keep the two in step.
+K8S_BIN=${KUBECTL_RELEASE_K8S_BIN:-${KUBECTL_RELEASE_CACHE:-$HOME/.cache/kubectl-release}/kubernetes-$K8S_VERSION-r2/bin}
 FAKE_KUBELET=${FAKE_KUBELET:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/fake-kubelet}
 FAKE_NODES=${FAKE_NODES:-1}
 TIMEOUT=${TESTENV_TIMEOUT:-90}
 # Stop order: clients of the apiserver first so they do not log a storm of connection errors,
 # the apiserver before etcd so it can close its watches.
 COMPONENTS=(fake-kubelet kube-scheduler kube-controller-manager kube-apiserver registry etcd)
+# What `stop` and `start` act on: the components `start` knows how to health-check.
+RESTARTABLE=(kube-apiserver registry)
 
 log() { echo "testenv: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
   echo "usage: $0 up|down|supervise DIR" >&2
+  echo "       $0 stop|start DIR $(IFS='|' && echo "${RESTARTABLE[*]}")" >&2
   exit 2
 }
 
@@ -61,10 +70,12 @@ free_port() {
 # --- processes ------------------------------------------------------------------------------
 
 # start NAME CMD...: runs CMD in the background, stdout+stderr to DIR/logs/NAME.log.
-# stdin is /dev/null so no daemon ever holds supervise's stdin pipe.
+# stdin is /dev/null so no daemon ever holds supervise's stdin pipe. The command line is kept in
+# DIR/cmds/NAME (shell-quoted) so that `start DIR NAME` can run it again, same flags and ports.
 start() {
   local name=$1
   shift
+  printf '%q ' "$@" >"$DIR/cmds/$name"
   "$@" </dev/null >"$DIR/logs/$name.log" 2>&1 &
   echo $! >"$DIR/pids/$name"
 }
@@ -168,7 +179,7 @@ up() {
 
   local started=$SECONDS
   rm -f "$DIR/ready"
-  mkdir -p "$DIR/logs" "$DIR/pids" "$DIR/pki" "$DIR/etcd" "$DIR/registry"
+  mkdir -p "$DIR/logs" "$DIR/pids" "$DIR/cmds" "$DIR/pki" "$DIR/etcd" "$DIR/registry"
 
   local etcd_port etcd_peer_port apiserver_port registry_port
   etcd_port=$(free_port)
@@ -258,6 +269,29 @@ EOF
 
 # --- down -----------------------------------------------------------------------------------
 
+# Whether PID still runs. A zombie does not: it holds no ports any more, and its parent (the
+# `supervise` shell, busy waiting for its stdin) may only reap it later.
+running() {
+  local state
+  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# await_exit PID...: waits until every PID has exited, killing those still there after 15 s.
+# Not our children when run from another shell than `up`, so poll instead of `wait`.
+await_exit() {
+  local pid deadline=$((SECONDS + 15))
+  for pid in "$@"; do
+    while running "$pid"; do
+      if [ $SECONDS -ge $deadline ]; then
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.1
+    done
+  done
+}
+
 down() {
   [ -d "$DIR/pids" ] || return 0
   local name pid pids=()
@@ -268,19 +302,56 @@ down() {
       pids+=("$pid")
     fi
   done
-  # Not our children when `down` runs from another shell, so poll instead of `wait`.
-  local deadline=$((SECONDS + 15))
-  for pid in "${pids[@]}"; do
-    while kill -0 "$pid" 2>/dev/null; do
-      if [ $SECONDS -ge $deadline ]; then
-        kill -KILL "$pid" 2>/dev/null || true
-        break
-      fi
-      sleep 0.1
-    done
-  done
+  await_exit "${pids[@]}"
   rm -f "$DIR"/pids/*
   [ ${#pids[@]} -eq 0 ] || log "stopped ${#pids[@]} process(es) in $DIR"
+}
+
+# --- stop / start one component -------------------------------------------------------------
+
+restartable() {
+  local name
+  for name in "${RESTARTABLE[@]}"; do
+    [ "$name" = "$1" ] && return 0
+  done
+  die "cannot stop or start '$1': only ${RESTARTABLE[*]}"
+}
+
+# stop_component NAME: kills it, waits until it has exited (its ports are free), forgets its pid.
+# KILL, not TERM: on TERM the apiserver stops listening but goes on serving the watches it has
+# open while it drains them (15 s and more here), so it would not be down; a kill is down at
+# once, like a crash or an OOM kill, for every client alike.
+stop_component() {
+  local name=$1 pid
+  restartable "$name"
+  pid=$(live_pid "$name") || die "$name is not running in $DIR"
+  kill -KILL "$pid" 2>/dev/null || true
+  await_exit "$pid"
+  rm -f "$DIR/pids/$name"
+  log "stopped $name (pid $pid) in $DIR"
+}
+
+# start_component NAME: the command line `up` ran, again; its log is appended to, so it tells
+# the whole story of the environment. Returns once the component is healthy.
+start_component() {
+  local name=$1 started=$SECONDS
+  restartable "$name"
+  [ -f "$DIR/cmds/$name" ] || die "$DIR has no command line for $name: was it started by '$0 up'?"
+  if live_pid "$name" >/dev/null; then
+    die "$name is already running in $DIR"
+  fi
+  local -a cmd
+  eval "cmd=($(<"$DIR/cmds/$name"))"
+  echo "--- testenv: started again at $(date -u +%FT%TZ)" >>"$DIR/logs/$name.log"
+  "${cmd[@]}" </dev/null >>"$DIR/logs/$name.log" 2>&1 &
+  echo $! >"$DIR/pids/$name"
+  # shellcheck source=/dev/null
+  source "$DIR/env"
+  case $name in
+    kube-apiserver) wait_for "$name" "apiserver /readyz" kubectl_admin get --raw /readyz ;;
+    registry) wait_for "$name" "registry on $REGISTRY" curl -fsS "http://$REGISTRY/v2/" ;;
+  esac
+  log "started $name again in $((SECONDS - started))s"
 }
 
 # --- supervise ------------------------------------------------------------------------------
@@ -309,9 +380,16 @@ on_exit() {
   exit "$rc"
 }
 
-[ $# -eq 2 ] || usage
-MODE=$1
-DIR=$(mkdir -p "$2" && cd "$2" && pwd)
+MODE=${1:-}
+case $MODE in
+  up | down | supervise) [ $# -eq 2 ] || usage ;;
+  stop | start) [ $# -eq 3 ] || usage ;;
+  *) usage ;;
+esac
+case $MODE in
+  up | down | supervise) DIR=$(mkdir -p "$2" && cd "$2" && pwd) ;;
+  *) DIR=$(cd "$2" 2>/dev/null && pwd) || die "no environment in $2" ;;
+esac
 case $MODE in
   up | supervise)
     trap on_exit EXIT
@@ -321,5 +399,6 @@ case $MODE in
     "$MODE"
     ;;
   down) down ;;
-  *) usage ;;
+  stop) stop_component "$3" ;;
+  start) start_component "$3" ;;
 esac

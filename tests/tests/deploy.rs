@@ -9,32 +9,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, PostParams};
 use kube::discovery::ApiResource;
-use kube::runtime::watcher;
-use kubectl_release_tests::workloads::NAME_LABEL;
-use kubectl_release_tests::{App, DEFAULT_TIMEOUT, image_ids, wait_for_all};
+use kubectl_release_tests::App;
 use serde_json::Value;
 
 /// Waits until every live pod of `workload` reports exactly `digest`, `count` of them.
 async fn pods_run(app: &App, ns: &str, workload: &str, count: usize, digest: &str) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(app.env.client("admin").await, ns);
-    let wanted = format!("docker-pullable://{}@{digest}", app.image);
-    wait_for_all(
-        &pods,
-        watcher::Config::default().labels(&format!("{NAME_LABEL}={workload}")),
-        DEFAULT_TIMEOUT,
-        |pods| {
-            let live: Vec<&Pod> = pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .collect();
-            live.len() == count
-                && live
-                    .iter()
-                    .all(|p| image_ids(p).first() == Some(&wanted.as_str()))
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{workload} pods never all ran {digest}: {e:#}"))
+    kubectl_release_tests::wait_for_pods_on(app, ns, workload, count, digest).await
 }
 
 fn annotations(meta: &ObjectMeta) -> std::collections::BTreeMap<String, String> {

@@ -9,17 +9,16 @@
 use std::os::unix::process::ExitStatusExt as _;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use kubectl_release_tests::{
-    App, CmdOutput, DEFAULT_TIMEOUT, Signal, Spawned, apply, assert_report, assert_valid_report,
-    delete_lease, deployer_rules, deployment, deployment_rolled_out, ensure_namespace, grant,
-    has_applied, hook_entry, lease, lease_name, may, records, rule, setup_policy_rbac, statefulset,
-    wait_for, wait_for_pods_on, wait_for_records,
+    App, CmdOutput, DEFAULT_TIMEOUT, Signal, app_with_a_slow_rollout, apply, assert_report,
+    assert_valid_report, delete_lease, deployer_rules, deployment, deployment_rolled_out,
+    ensure_namespace, entries, grant, history, hook_entry, lease, lease_name, may, mid_rollout,
+    pretty, records, rule, setup_policy_rbac, spawn_release, statefulset, template_image,
+    wait_for_pods_on,
 };
 use serde_json::Value;
 
@@ -30,33 +29,6 @@ const QA: &str = "qa";
 const APPROVALS_NAMESPACE: &str = "kubectl-release-approvals";
 /// A signalled release may still be putting the previous images back: give it time for that.
 const SIGNALLED_EXIT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// An app with two commits, both images pushed, and a 12-replica Deployment `web` in qa running
-/// commit 0 by tag. At most two new pods at a time and no old one down before a new one is
-/// ready: a rollout of several seconds, long enough to act in the middle of it.
-async fn app_with_a_slow_rollout(prefix: &str) -> App {
-    let mut app = App::new(prefix, 2).await;
-    for commit in app.commits() {
-        app.push(&commit).await;
-    }
-    let first = app.commits()[0].clone();
-    let mut web = deployment("web")
-        .image(format!("{}:{first}", app.image))
-        .replicas(12)
-        .build();
-    web.spec.strategy = Some(DeploymentStrategy {
-        type_: Some("RollingUpdate".into()),
-        rolling_update: Some(RollingUpdateDeployment {
-            max_surge: Some(IntOrString::Int(2)),
-            max_unavailable: Some(IntOrString::Int(0)),
-        }),
-    });
-    apply(&app.env.client("admin").await, app.qa.name(), &web)
-        .await
-        .expect("create the 12-replica deployment");
-    wait_for_pods_on(&app, app.qa.name(), "web", 12, &app.digests[&first]).await;
-    app
-}
 
 /// An app with `commits` commits, every image pushed, and `App::create_workloads` in qa on
 /// commit 0 by tag, its `web` pods running.
@@ -70,75 +42,6 @@ async fn app_in_qa(prefix: &str, commits: usize) -> App {
         .await;
     wait_for_pods_on(&app, app.qa.name(), "web", 3, &app.digests[&first]).await;
     app
-}
-
-fn template_image(d: &Deployment) -> Option<String> {
-    d.spec
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .first()?
-        .image
-        .clone()
-}
-
-/// Starts `kubectl-release ARGS` in the app's repository, in the background.
-fn spawn_release(app: &App, args: &[&str]) -> Spawned {
-    let mut command = app.env.plugin();
-    command.args(args).current_dir(app.repo.path());
-    Spawned::spawn(&mut command)
-}
-
-/// Waits until a running deploy of `commit` is mid-rollout: the Deployment's pod template is on
-/// the commit's digest and the release's record says `in-progress`, having applied it. Returns
-/// that record.
-async fn mid_rollout(app: &App, commit: &str) -> Value {
-    let admin = app.env.client("admin").await;
-    let qa = app.qa.name();
-    let pinned = app.pinned(commit);
-    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), qa);
-    wait_for(&deployments, "web", DEFAULT_TIMEOUT, |d| {
-        d.and_then(template_image).as_deref() == Some(pinned.as_str())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("the deploy never patched web to {pinned}: {e:#}"));
-    let running = |r: &Value| r["outcome"] == "in-progress" && has_applied(r, "Deployment", "web");
-    let found = wait_for_records(&admin, qa, APP, QA, DEFAULT_TIMEOUT, |recs| {
-        recs.iter().any(running)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("no in-progress record that applied Deployment/web: {e:#}"));
-    found
-        .into_iter()
-        .find(running)
-        .expect("the condition found one")
-}
-
-/// Records or history entries as JSON, for assertion messages.
-fn pretty(values: &[Value]) -> String {
-    serde_json::to_string_pretty(values).unwrap_or_default()
-}
-
-/// `history qa -o json`: the environment's releases as the plugin tells them.
-async fn history(app: &App) -> Vec<Value> {
-    let out = app
-        .release(&["history", QA, "-o", "json"])
-        .await
-        .assert_success();
-    match serde_json::from_str(&out.stdout) {
-        Ok(Value::Array(releases)) => releases,
-        _ => panic!("history -o json is not a JSON list: {out}"),
-    }
-}
-
-/// The entries of `history` with `revision`.
-fn entries(history: &[Value], revision: &Value) -> Vec<Value> {
-    history
-        .iter()
-        .filter(|r| r["revision"] == *revision)
-        .cloned()
-        .collect()
 }
 
 #[tokio::test]
@@ -171,7 +74,7 @@ async fn sigkill_mid_rollout_then_next_deploy_finishes_and_records_it_once() {
     );
     delete_lease(&admin, qa, APP, QA).await;
 
-    let before = history(&app).await;
+    let before = history(&app, QA).await;
     let listed = entries(&before, &revision);
     assert_eq!(listed.len(), 1, "{}", pretty(&before));
     assert_eq!(listed[0]["outcome"], "interrupted", "{}", pretty(&before));
@@ -189,7 +92,7 @@ async fn sigkill_mid_rollout_then_next_deploy_finishes_and_records_it_once() {
     );
     assert_eq!(recs[0]["revision"], revision);
     assert_eq!(recs[0]["outcome"], "succeeded", "{}", pretty(&recs));
-    let after = history(&app).await;
+    let after = history(&app, QA).await;
     assert_eq!(after.len(), 1, "{}", pretty(&after));
     assert_eq!(entries(&after, &revision)[0]["outcome"], "succeeded");
 

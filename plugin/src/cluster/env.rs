@@ -131,8 +131,8 @@ impl EnvGateway for KubeEnv {
         self.records.update(record).await
     }
 
-    async fn prune_records(&self, keep: usize) {
-        self.records.prune(keep).await
+    async fn prune_records(&self, revisions: &[u64], keep: usize) {
+        self.records.prune(revisions, keep).await
     }
 
     async fn patch(

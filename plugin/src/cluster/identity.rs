@@ -8,15 +8,19 @@ use crate::cluster::EnvTarget;
 use crate::domain::Actor;
 
 pub async fn whoami(target: &EnvTarget) -> Actor {
-    // Asked once per context and process: `promote --all` would otherwise ask for every app.
-    static KNOWN: std::sync::Mutex<Vec<(String, Actor)>> = std::sync::Mutex::new(Vec::new());
+    // Asked once per context and process, even by apps of `promote --all` asking at once: the
+    // first asks, the others wait for its answer.
+    type Cell = std::sync::Arc<tokio::sync::OnceCell<Actor>>;
+    static KNOWN: std::sync::Mutex<std::collections::BTreeMap<String, Cell>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
     let key = format!("{}@{}", target.context, target.server);
-    if let Some((_, actor)) = KNOWN.lock().unwrap().iter().find(|(k, _)| *k == key) {
-        return actor.clone();
-    }
-    let actor = ask(target).await;
-    KNOWN.lock().unwrap().push((key, actor.clone()));
-    actor
+    let cell = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(key)
+        .or_default()
+        .clone();
+    cell.get_or_init(|| ask(target)).await.clone()
 }
 
 async fn ask(target: &EnvTarget) -> Actor {

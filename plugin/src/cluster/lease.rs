@@ -25,6 +25,9 @@ pub struct Lock {
     name: String,
     holder: String,
     lost: CancellationToken,
+    /// The lease's resourceVersion as we last wrote it: releasing deletes exactly that version,
+    /// so a lease someone else took over meanwhile is left alone, in one request.
+    version: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     renewer: tokio::task::JoinHandle<()>,
 }
 
@@ -84,26 +87,33 @@ impl Lock {
         let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
         let name = names::lock_name(app, env);
         let lease = fresh_lease(&name, holder);
-        match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => {}
+        let written = match api.create(&PostParams::default(), &lease).await {
+            Ok(created) => created,
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let existing = api
                     .get(&name)
                     .await
                     .context("cannot read the release lock")?;
-                take_over(&api, &existing, lease, (namespace, app, env)).await?;
+                take_over(&api, &existing, lease, (namespace, app, env)).await?
             }
             Err(e) => {
                 return Err(e).context(format!("cannot take the release lock {namespace}/{name}"));
             }
-        }
+        };
         let lost = CancellationToken::new();
-        let renewer = tokio::spawn(renew_forever(api.clone(), name.clone(), lost.clone()));
+        let version = std::sync::Arc::new(std::sync::Mutex::new(written.metadata.resource_version));
+        let renewer = tokio::spawn(renew_forever(
+            api.clone(),
+            name.clone(),
+            lost.clone(),
+            version.clone(),
+        ));
         Ok(Lock {
             api,
             name,
             holder: holder.to_string(),
             lost,
+            version,
             renewer,
         })
     }
@@ -121,6 +131,28 @@ impl Lock {
     /// Stops renewing and deletes the lease if we still hold it.
     pub async fn release(self) {
         self.renewer.abort();
+        let version = self
+            .version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(version) = version {
+            let params = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    resource_version: Some(version),
+                    uid: None,
+                }),
+                ..Default::default()
+            };
+            match self.api.delete(&self.name, &params).await {
+                Ok(_) => return,
+                // Someone took it over (409), or it is gone (404): not ours to delete.
+                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => return,
+                Err(e) => {
+                    tracing::debug!(lock = %self.name, "deleting the lock by version failed, checking its holder: {e}")
+                }
+            }
+        }
         match self.api.get(&self.name).await {
             Ok(lease)
                 if lease
@@ -162,13 +194,14 @@ fn fresh_lease(name: &str, holder: &str) -> Lease {
     }
 }
 
-/// Replaces an expired lease with ours; a live one is a `Locked` failure.
+/// Replaces an expired lease with ours (returning it as written); a live one is a `Locked`
+/// failure.
 async fn take_over(
     api: &Api<Lease>,
     existing: &Lease,
     mut ours: Lease,
     (namespace, app, env): (&str, &str, &str),
-) -> Result<()> {
+) -> Result<Lease> {
     let name = names::lock_name(app, env);
     match lock_state(Some(&view(existing)), Timestamp::now()) {
         LockState::Held { holder, age_secs } => Err(Failure::new(
@@ -192,7 +225,7 @@ async fn take_over(
             if let Some(spec) = ours.spec.as_mut() {
                 spec.lease_transitions = Some(transitions);
             }
-            api.replace(&name, &PostParams::default(), &ours)
+            let written = api.replace(&name, &PostParams::default(), &ours)
                 .await
                 .map_err(|e| {
                     // Someone else took it over first: they hold it now.
@@ -201,15 +234,21 @@ async fn take_over(
                         format!("another release of {app} to {env} took over the expired lock first ({e})"),
                     ))
                 })?;
-            Ok(())
+            Ok(written)
         }
-        LockState::Free => Ok(()),
+        // Gone between our create and our read: take it the ordinary way.
+        LockState::Free => Ok(api.create(&PostParams::default(), &ours).await?),
     }
 }
 
 /// Renews every third of the lease's duration; marks the lock lost once no renewal has
 /// succeeded for two thirds of it.
-async fn renew_forever(api: Api<Lease>, name: String, lost: CancellationToken) {
+async fn renew_forever(
+    api: Api<Lease>,
+    name: String,
+    lost: CancellationToken,
+    version: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+) {
     let duration = Duration::from_secs(LEASE_DURATION_SECS as u64);
     let mut tick = tokio::time::interval(duration / 3);
     tick.tick().await;
@@ -221,7 +260,13 @@ async fn renew_forever(api: Api<Lease>, name: String, lost: CancellationToken) {
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => last_renewal = tokio::time::Instant::now(),
+            Ok(renewed) => {
+                last_renewal = tokio::time::Instant::now();
+                *version
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    renewed.metadata.resource_version;
+            }
             Err(e) => {
                 tracing::warn!(lock = %name, "cannot renew the release lock: {e}");
                 // Stop a third of a lease early: by the time another run sees the lease

@@ -68,13 +68,10 @@ impl Records {
         Ok(())
     }
 
-    /// Deletes the oldest records beyond `keep`; never one still in progress.
-    pub async fn prune(&self, keep: usize) {
-        let Ok(all) = self.list().await else {
-            return;
-        };
-        for old in all.into_iter().skip(keep.max(1)) {
-            let name = names::record_name(&self.app, &self.env, old.revision);
+    /// Deletes the records of `revisions` (newest first) beyond the newest `keep`.
+    pub async fn prune(&self, revisions: &[u64], keep: usize) {
+        for &old in revisions.iter().skip(keep.max(1)) {
+            let name = names::record_name(&self.app, &self.env, old);
             if let Err(e) = self.api.delete(&name, &DeleteParams::default()).await {
                 tracing::warn!(record = %name, "cannot prune old release record: {e}");
             }

@@ -60,6 +60,8 @@ pub async fn run<G: EnvGateway>(
     interrupt: &Interrupt,
 ) -> Ran {
     let report = Report::new(&ctx.config.app, &ctx.env.name, intent);
+    // Each run judges the approvals as they are now (a run waiting for approvals runs again).
+    ctx.gate.forget_approvals();
     // A dry run changes nothing, so it needs no lock.
     if !opts.dry_run
         && let Err(e) = ctx.gateway.lock(&ctx.holder).await
@@ -283,6 +285,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
     ) -> Ran {
         let record = journal.record.clone();
         let stamp = Stamp {
+            app: record.app.clone(),
             revision: record.revision,
             commit: record.commit.as_ref().map(ToString::to_string),
             image_tag: record.image_tag.clone(),
@@ -372,11 +375,20 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             .finish(Outcome::Succeeded, "", &report.hooks, &report.warnings)
             .await;
         report.warnings.extend(journal.problems.iter().cloned());
+        self.prune(revision).await;
+        Ran::ok(report, Outcome::Succeeded)
+    }
+
+    /// Keeps the newest `historyLimit` records, from what the release read and wrote.
+    async fn prune(&self, revision: u64) {
+        let mut revisions: Vec<u64> = self.history.iter().map(|r| r.revision).collect();
+        revisions.push(revision);
+        revisions.sort_unstable_by(|a, b| b.cmp(a));
+        revisions.dedup();
         self.ctx
             .gateway
-            .prune_records(self.ctx.config.history_limit)
+            .prune_records(&revisions, self.ctx.config.history_limit)
             .await;
-        Ran::ok(report, Outcome::Succeeded)
     }
 
     /// The wait ended without success: undo when atomic (or interrupted and atomic), record.
@@ -513,6 +525,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             journal.record.revision
         );
         report.outcome = recorded;
+        self.prune(journal.record.revision).await;
         // A timeout stays a timeout for the exit code, whatever the undo did.
         let exit_outcome = if outcome == Outcome::TimedOut {
             outcome
@@ -533,6 +546,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             .iter()
             .find(|r| r.outcome != Outcome::InProgress);
         Stamp {
+            app: self.ctx.config.app.clone(),
             revision: this.map_or(0, |r| r.revision),
             commit: this.and_then(|r| r.commit.as_ref().map(ToString::to_string)),
             image_tag: None,

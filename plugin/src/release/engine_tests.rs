@@ -124,7 +124,11 @@ impl EnvGateway for FakeEnv {
             .insert(record.revision, record.clone());
         Ok(())
     }
-    async fn prune_records(&self, _keep: usize) {}
+    async fn prune_records(&self, revisions: &[u64], keep: usize) {
+        for old in revisions.iter().skip(keep) {
+            self.records.lock().unwrap().remove(old);
+        }
+    }
     async fn patch(
         &self,
         w: &Workload,

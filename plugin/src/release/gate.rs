@@ -26,6 +26,9 @@ pub struct Gate<'a> {
     /// The cluster policy's hooks: they run first, and no release.yaml can remove them.
     policy_hooks: Vec<LoadedHook>,
     app_hooks: Vec<LoadedHook>,
+    /// The target's approvals, read once for every phase of one run of the release (a run
+    /// waiting for approvals starts again with [`Gate::forget_approvals`]).
+    approvals: std::sync::Mutex<Option<Vec<Approval>>>,
 }
 
 /// What one phase's hooks decided.
@@ -106,6 +109,7 @@ impl<'a> Gate<'a> {
             config: None,
             policy_hooks: Vec::new(),
             app_hooks: Vec::new(),
+            approvals: std::sync::Mutex::new(None),
         }
     }
 
@@ -155,7 +159,33 @@ impl<'a> Gate<'a> {
             config: Some(config),
             policy_hooks,
             app_hooks,
+            approvals: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Forgets the approvals read so far: the next phase reads them again.
+    pub fn forget_approvals(&self) {
+        *self
+            .approvals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    async fn approvals_of(&self, env: &EnvTarget, app: &str) -> Result<Vec<Approval>> {
+        let known = self
+            .approvals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let read = Approvals::new(env, app).list().await?;
+        *self
+            .approvals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(read.clone());
+        Ok(read)
     }
 
     /// Runs the hooks of `facts.phase`; `target` is what the release read of its environment.
@@ -186,7 +216,7 @@ impl<'a> Gate<'a> {
                 needs_all,
             )
             .await?;
-        facts.approvals = Approvals::new(env, &config.app).list().await?;
+        facts.approvals = self.approvals_of(env, &config.app).await?;
         let approvals = facts.approvals.clone();
         let base = hook_request::request(facts);
         let make_request = |_: &LoadedHook| base.clone();
@@ -293,7 +323,7 @@ fn judgement(report: &PhaseReport, approvals: Vec<Approval>) -> Judgement {
 
 /// One sandbox engine per process: `promote --all` loads hooks for many apps at once, and each
 /// engine has its own compiler state and epoch thread (measured: ~2 MB and a thread per app).
-fn shared_engine() -> Result<HookEngine> {
+pub fn shared_engine() -> Result<HookEngine> {
     static ENGINE: std::sync::OnceLock<HookEngine> = std::sync::OnceLock::new();
     if let Some(engine) = ENGINE.get() {
         return Ok(engine.clone());
@@ -306,7 +336,10 @@ fn shared_engine() -> Result<HookEngine> {
 /// then asks it whether its settings are valid: a bad setting is found before any release
 /// starts. A hook that cannot even answer that is broken: under `failurePolicy: Ignore` that is
 /// a warning (its verdicts will be errors, ignored too); under `Fail` it stops here.
-async fn load_hook(engine: &HookEngine, config: HookConfig) -> Result<Result<LoadedHook, String>> {
+pub async fn load_hook(
+    engine: &HookEngine,
+    config: HookConfig,
+) -> Result<Result<LoadedHook, String>> {
     let engine = engine.clone();
     Ok(tokio::task::spawn_blocking(move || {
         let hook = engine.load(&config).map_err(|e| e.to_string())?;

@@ -122,7 +122,7 @@ pub fn parse(origin: &str, text: &str) -> Result<Vec<PolicyHook>, String> {
     };
     let raw: RawPolicy = serde_yaml_ng::from_str(text).map_err(|e| {
         let (field, message) = crate::config::split_serde_message(&e.to_string());
-        at(e.location().map(|l| l.line()), &field, &message)
+        at(locate::error_line(text, &e), &field, &message)
     })?;
     let err = |segments: &[Seg], message: String| {
         at(
@@ -209,6 +209,24 @@ fn parse_selector(text: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// The policy document of `target`'s cluster, read once per context and process: `promote
+/// --all` releases hundreds of apps into one cluster, and its policy is one object.
+async fn document_once(target: &EnvTarget) -> Result<Option<String>> {
+    type Cell = std::sync::Arc<tokio::sync::OnceCell<Option<String>>>;
+    static DOCUMENTS: std::sync::Mutex<BTreeMap<String, Cell>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let key = format!("{}@{}", target.context, target.server);
+    let cell = DOCUMENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(key)
+        .or_default()
+        .clone();
+    cell.get_or_try_init(|| cluster::policy::document(target, NAMESPACE, CONFIGMAP, DATA_KEY))
+        .await
+        .cloned()
+}
+
 /// The policy hooks that apply to `target`'s namespace. A cluster without a policy has an
 /// empty one; a malformed policy is a config error naming the cluster, the object and the field.
 pub async fn load_for(target: &EnvTarget) -> Result<Vec<PolicyHook>> {
@@ -216,8 +234,7 @@ pub async fn load_for(target: &EnvTarget) -> Result<Vec<PolicyHook>> {
         "cluster of {} ({}): ConfigMap {NAMESPACE}/{CONFIGMAP} key {DATA_KEY}",
         target.env.name, target.server
     );
-    let Some(text) = cluster::policy::document(target, NAMESPACE, CONFIGMAP, DATA_KEY).await?
-    else {
+    let Some(text) = document_once(target).await? else {
         return Ok(Vec::new());
     };
     let hooks = parse(&origin, &text).map_err(Failure::invalid)?;
