@@ -14,7 +14,8 @@ use crate::types::{Approval, WorkloadRef};
 
 /// The digest of an image reference pinned by digest: `repo@sha256:<64 hex>` → `sha256:<64 hex>`.
 ///
-/// `None` for a reference without a digest or with a malformed one.
+/// `None` for a reference without a digest or with a malformed one. Everything after the first
+/// `@` must be the digest, as [`ImageRef::parse`] splits it: `web@x@sha256:…` has none.
 ///
 /// ```
 /// # use hooks_sdk::helpers::image_digest;
@@ -23,7 +24,7 @@ use crate::types::{Approval, WorkloadRef};
 /// assert_eq!(image_digest("registry.example.com/web:latest"), None);
 /// ```
 pub fn image_digest(reference: &str) -> Option<&str> {
-    let (_, digest) = reference.rsplit_once('@')?;
+    let (_, digest) = reference.split_once('@')?;
     is_digest(digest).then_some(digest)
 }
 
@@ -484,6 +485,7 @@ mod tests {
             approved_at: "2025-01-01T00:00:00Z".into(),
             expires_at: expires.into(),
             verified: true,
+            ..Default::default()
         };
         let wanted = vec![digest('a'), digest('b')];
         let later = "2025-01-02T00:00:00Z";

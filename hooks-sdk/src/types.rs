@@ -29,20 +29,29 @@ pub enum Phase {
     PreRollback,
     /// After a deploy succeeded; the verdict is reported but cannot undo anything.
     PostDeploy,
+    /// Server-side, in the admission webhook: a workload's images change in a governed
+    /// namespace, by the plugin or by anyone else (`kubectl set image`); a denial refuses the
+    /// change. Only cluster-policy hooks that list it run in it.
+    Admission,
 }
 
 impl Phase {
     /// Every phase, in the order a release goes through them.
-    pub const ALL: [Phase; 4] = [
+    pub const ALL: [Phase; 5] = [
         Phase::PreDeploy,
         Phase::PrePromote,
         Phase::PreRollback,
         Phase::PostDeploy,
+        Phase::Admission,
     ];
 
-    /// Pre-phases run before anything changes and may deny.
+    /// Pre-phases run in the plugin before anything changes and may deny (and are a hook's
+    /// phases by default).
     pub fn is_pre(self) -> bool {
-        !matches!(self, Phase::PostDeploy)
+        matches!(
+            self,
+            Phase::PreDeploy | Phase::PrePromote | Phase::PreRollback
+        )
     }
 
     /// The name as written in release.yaml and on the wire, e.g. `pre-deploy`.
@@ -52,6 +61,7 @@ impl Phase {
             Phase::PrePromote => "pre-promote",
             Phase::PreRollback => "pre-rollback",
             Phase::PostDeploy => "post-deploy",
+            Phase::Admission => "admission",
         }
     }
 }
@@ -329,9 +339,18 @@ pub struct Approval {
     pub approved_at: String,
     /// When it stops counting, RFC 3339.
     pub expires_at: String,
-    /// Whether the API server vouched for the approver's identity when it was recorded.
+    /// Whether the API server vouched for the approver's identity when it was recorded: with
+    /// the admission webhook registered, it stamps `user`, `groups` and `verified: true` from
+    /// the identity that created the approval.
     #[serde(default)]
     pub verified: bool,
+    /// The approver's groups, as the API server authenticated them (stamped by the webhook).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Who released what is being approved, when the approval knows it (the source
+    /// environment's deployer): the webhook refuses an approval by that person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployer: Option<String>,
 }
 
 /// How a release ended (or stands): one vocabulary for the plugin's reports, its release

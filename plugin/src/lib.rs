@@ -20,3 +20,4 @@ pub mod hooks;
 pub mod output;
 pub mod progress;
 pub mod release;
+pub mod webhook;

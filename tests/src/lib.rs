@@ -14,7 +14,9 @@
 //! # let _ = digest; Ok(()) }
 //! ```
 //!
-//! Start and stop the same environment by hand with `tests/testenv/testenv.sh up|down DIR`.
+//! Start and stop the same environment by hand with `tests/testenv/testenv.sh up|down DIR`;
+//! `testenv.sh stop|start DIR kube-apiserver|registry` takes one component down and back up
+//! (from a test: [`TestEnv::stop`], then [`Outage::end`]).
 
 pub mod app;
 pub mod bench;
@@ -27,15 +29,22 @@ pub mod rbac;
 pub mod records;
 pub mod registry;
 pub mod report;
+pub mod scenarios;
+pub mod tls;
 pub mod wait;
+pub mod webhook;
 pub mod workloads;
 
 pub use app::{App, example_hook, hook_entry, setup_approvals_rbac};
-pub use env::{CONTEXTS, CmdOutput, Namespace, TestEnv, fake_kubelet_bin, plugin_bin, run};
+pub use env::{
+    CONTEXTS, CmdOutput, Component, Namespace, Outage, TestEnv, fake_kubelet_bin, plugin_bin, run,
+};
 pub use git::GitRepo;
 pub use pods::wait_for_pods_on;
 pub use process::{Signal, Spawned};
-pub use rbac::{deployer_rules, ensure_namespace, grant, may, rule, setup_policy_rbac};
+pub use rbac::{
+    deployer_rules, ensure_namespace, grant, may, rule, setup_policy_rbac, wait_until_denied,
+};
 pub use records::{
     delete_lease, has_applied, lease, lease_name, record_name, records, wait_for_records,
 };
@@ -43,9 +52,17 @@ pub use registry::{image_digest, push_crashing_image, push_image};
 pub use report::{
     REPORT_SCHEMA, assert_report, assert_valid_report, one_json_document, report_schema,
 };
+pub use scenarios::{
+    app_with_a_slow_rollout, entries, history, mid_rollout, pretty, spawn_release, template_image,
+};
+pub use tls::{TestCa, TlsFiles};
 pub use wait::{
     DEFAULT_TIMEOUT, daemonset_rolled_out, deployment_rolled_out, image_ids,
     statefulset_rolled_out, wait_for, wait_for_all, waiting_reasons,
+};
+pub use webhook::{
+    APPROVAL_LABEL, APPROVALS_NAMESPACE, APPROVALS_WEBHOOK, GOVERNED_LABEL, WORKLOADS_WEBHOOK,
+    Webhook, eventually, govern, metric, push_hook_module, write_cluster_policy,
 };
 pub use workloads::{WorkloadBuilder, apply, cronjob, daemonset, deployment, statefulset};
 

@@ -7,8 +7,11 @@
 set -euo pipefail
 
 K8S_VERSION=1.20.2
+# The build's own revision, part of the cache key: r2 carries reflect2 1.0.2 (see below), so a
+# cache of the first build is never reused.
+K8S_BUILD=r2
 CACHE=${KUBECTL_RELEASE_CACHE:-$HOME/.cache/kubectl-release}
-K8S_BIN=$CACHE/kubernetes-$K8S_VERSION/bin
+K8S_BIN=$CACHE/kubernetes-$K8S_VERSION-$K8S_BUILD/bin
 # curl, openssl and iproute2 (ss) are what testenv.sh uses besides the daemons.
 APT_PACKAGES=(etcd-server docker-registry golang-go golang-1.23-go rsync git dpkg-dev curl openssl iproute2)
 
@@ -53,12 +56,13 @@ build_control_plane() {
     return
   fi
   log "building kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION (once; about 6-10 minutes)"
-  local work=$CACHE/kubernetes-$K8S_VERSION/src
+  local work=$CACHE/kubernetes-$K8S_VERSION-$K8S_BUILD/src
   rm -rf "$work" && mkdir -p "$work"
   (cd "$work" && apt-get source --download-only "kubernetes=$K8S_VERSION*" >/dev/null 2>&1 \
      || apt-get source --download-only kubernetes >/dev/null)
   (cd "$work" && dpkg-source -x --skip-patches ./*.dsc tree >/dev/null)
   local tree=$work/tree
+  patch_reflect2 "$work" "$tree"
   mkdir -p "$work/.go/src/k8s.io"
   ln -sfn "$tree" "$work/.go/src/k8s.io/kubernetes"
   (cd "$work/.go/src/k8s.io/kubernetes" &&
@@ -74,6 +78,21 @@ build_control_plane() {
   done
   rm -rf "$work"
   log "control plane cached in $K8S_BIN"
+}
+
+# Kubernetes 1.20 vendors modern-go/reflect2 1.0.1, whose map iteration faults under Go 1.18 and
+# later (the Go Debian ships): kube-apiserver segfaults the first time a mutating webhook returns
+# a JSON patch (mutating.jsonPatchAnnotationValue). reflect2 1.0.2 fixes it; Debian packages it.
+patch_reflect2() {
+  local work=$1 tree=$2
+  (cd "$work" && apt-get download golang-github-modern-go-reflect2-dev >/dev/null)
+  dpkg-deb -x "$work"/golang-github-modern-go-reflect2-dev_*.deb "$work/reflect2"
+  local vendored=$tree/vendor/github.com/modern-go/reflect2
+  [ -d "$vendored" ] || { log "no vendored reflect2 in the kubernetes tree"; exit 1; }
+  rm -f "$vendored"/*.go "$vendored"/*.s
+  cp "$work"/reflect2/usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$vendored/"
+  find "$work"/reflect2/usr/share/gocode/src/github.com/modern-go/reflect2 -maxdepth 1 -name '*.s' -exec cp {} "$vendored/" \;
+  rm -f "$vendored"/*_test.go
 }
 
 main() {

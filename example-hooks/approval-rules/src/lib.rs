@@ -30,6 +30,10 @@ pub struct Settings {
     /// Periods in which nothing is released.
     #[serde(default)]
     pub freeze_windows: Vec<FreezeWindow>,
+    /// Count only approvals whose approver the API server vouched for (`verified`): with the
+    /// admission webhook registered, every approval it admitted is.
+    #[serde(default)]
+    pub verified_only: bool,
 }
 
 fn one() -> u32 {
@@ -113,11 +117,22 @@ pub fn check(req: &HookRequest, settings: &Settings) -> HookResponse {
     if required > 0 {
         let digests = req.release.digests();
         let excluded = settings.exclude_deployer.then_some(req.actor.user.as_str());
-        let valid = valid_approvals(&req.approvals, env, &digests, &req.now, excluded);
+        let considered: Vec<hooks_sdk::Approval> = req
+            .approvals
+            .iter()
+            .filter(|a| a.verified || !settings.verified_only)
+            .cloned()
+            .collect();
+        let valid = valid_approvals(&considered, env, &digests, &req.now, excluded);
         if valid.len() < required {
             let counted: Vec<&str> = valid.iter().map(|a| a.user.as_str()).collect();
             let mut message = format!(
-                "needs {required} approvals of exactly these digests for `{env}`{}, has {}",
+                "needs {required} {}approvals of exactly these digests for `{env}`{}, has {}",
+                if settings.verified_only {
+                    "verified "
+                } else {
+                    ""
+                },
                 if settings.exclude_deployer {
                     format!(" from people other than {}", req.actor.user)
                 } else {

@@ -122,6 +122,53 @@ pub enum Command {
     /// The organisation's cluster-wide hooks
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The admission webhook: attested approvals and the cluster policy, whoever acts
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Serve AdmissionReviews over HTTPS for the kubeconfig's cluster
+    Serve(WebhookServeArgs),
+    /// Print the webhook configurations to `kubectl apply -f -`
+    Config(WebhookConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookServeArgs {
+    /// HTTPS address to listen on
+    #[arg(long, default_value = "0.0.0.0:8443", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain of the server (re-read when the file changes)
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// PEM private key of the server (re-read when the file changes)
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// Plain-HTTP address for Prometheus metrics (GET /metrics)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookConfigArgs {
+    /// The server's URL, for a server outside the cluster: https://HOST:PORT
+    #[arg(long, value_name = "URL", conflicts_with = "service")]
+    pub url: Option<String>,
+    /// The server's Service in the cluster: NAMESPACE/NAME (port 443)
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub service: Option<String>,
+    /// PEM of the CA that signed the server's certificate
+    #[arg(long, value_name = "FILE")]
+    pub ca_bundle: PathBuf,
+    /// The label of the namespaces whose workload changes the policy's admission hooks judge
+    #[arg(
+        long,
+        default_value = "kubectl-release.io/governed=true",
+        value_name = "KEY=VALUE"
+    )]
+    pub governed: String,
 }
 
 /// How to wait for a rollout; shared by every verb that changes workloads.

@@ -21,7 +21,7 @@ use crate::domain::{Failure, Outcome};
 
 /// Where approvals live in every cluster.
 pub const NAMESPACE: &str = "kubectl-release-approvals";
-const DATA_KEY: &str = "approval.json";
+pub const DATA_KEY: &str = "approval.json";
 const LABEL_APPROVAL: &str = "kubectl-release.io/approval";
 
 /// The approvals of one app in one environment's cluster.
@@ -33,10 +33,15 @@ pub struct Approvals {
 
 impl Approvals {
     pub fn new(target: &EnvTarget, app: &str) -> Approvals {
+        Self::in_cluster(&target.client, app, &target.env.name)
+    }
+
+    /// The approvals of `app` in `env` in the cluster of `client`.
+    pub fn in_cluster(client: &kube::Client, app: &str, env: &str) -> Approvals {
         Approvals {
-            api: Api::namespaced(target.client.clone(), NAMESPACE),
+            api: Api::namespaced(client.clone(), NAMESPACE),
             app: app.into(),
-            env: target.env.name.clone(),
+            env: env.into(),
         }
     }
 

@@ -156,6 +156,23 @@ impl Clients {
         })
     }
 
+    /// A client for the kubeconfig's current context (or `--context`), and words naming it.
+    pub async fn current(&self) -> Result<(kube::Client, String)> {
+        let context = self
+            .global
+            .context
+            .clone()
+            .or_else(|| self.kubeconfig.current_context.clone())
+            .ok_or_else(|| {
+                Failure::invalid("the kubeconfig has no current context; pass --context")
+            })?;
+        let connection = self.connection(&context, "(the webhook's cluster)").await?;
+        Ok((
+            connection.client,
+            format!("context `{context}` ({})", connection.server),
+        ))
+    }
+
     /// The context's connection, made on first use.
     async fn connection(&self, context: &str, env: &str) -> Result<Connection> {
         let known = self

@@ -64,8 +64,9 @@ pub trait EnvGateway {
     async fn create_record(&self, record: &Release) -> Result<()>;
     /// Overwrites an existing record.
     async fn update_record(&self, record: &Release) -> Result<()>;
-    /// Deletes the oldest records beyond `keep`.
-    async fn prune_records(&self, keep: usize);
+    /// Deletes the records of `revisions` (newest first, as the release knows them) beyond the
+    /// newest `keep`: no second listing.
+    async fn prune_records(&self, revisions: &[u64], keep: usize);
     /// Sets `changes`' images on one workload, stamped with the release's annotations; with
     /// `check_version` a workload changed by someone else since it was read is a conflict.
     async fn patch(

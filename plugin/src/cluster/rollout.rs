@@ -25,6 +25,7 @@ use crate::progress::Progress;
 /// Annotations written on every changed workload.
 #[derive(Debug, Clone)]
 pub struct Stamp {
+    pub app: String,
     pub revision: u64,
     pub commit: Option<String>,
     pub image_tag: Option<String>,
@@ -67,6 +68,10 @@ pub fn image_patch(
     annotations.insert(
         crate::domain::names::ANNOTATION_ENVIRONMENT.into(),
         stamp.environment.clone().into(),
+    );
+    annotations.insert(
+        crate::domain::names::ANNOTATION_APP.into(),
+        stamp.app.clone().into(),
     );
     annotations.insert(
         crate::domain::names::ANNOTATION_COMMIT.into(),
@@ -339,6 +344,7 @@ mod tests {
             after: "r/web@sha256:b".into(),
         };
         let stamp = Stamp {
+            app: "web".into(),
             revision: 4,
             commit: Some("c".repeat(40)),
             image_tag: Some("r/web:cc".into()),

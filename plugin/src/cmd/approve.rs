@@ -21,6 +21,8 @@ use crate::output;
 struct Candidate {
     commit: Option<CommitSha>,
     digests: Vec<String>,
+    /// Who released it into the source environment (the webhook refuses their approval).
+    deployer: Option<String>,
 }
 
 async fn candidate(
@@ -38,6 +40,7 @@ async fn candidate(
         return Ok(Candidate {
             commit: Some(commit),
             digests: vec![digest],
+            deployer: None,
         });
     }
     let Some(source) = env.promote_from.as_deref() else {
@@ -51,6 +54,7 @@ async fn candidate(
     Ok(Candidate {
         digests: state.digests(),
         commit: state.commit,
+        deployer: state.deployer,
     })
 }
 
@@ -79,6 +83,8 @@ pub async fn approve(
         approved_at: now.to_string(),
         expires_at: (now + expires).to_string(),
         verified: actor.verified,
+        groups: actor.groups.clone(),
+        deployer: wanted.deployer,
     };
     let name = Approvals::new(&target, &cfg.app).record(&approval).await?;
     tracing::info!(%name, "approval recorded");

@@ -10,13 +10,16 @@ pub mod policy;
 pub mod promote;
 pub mod rollback;
 pub mod status;
+pub mod webhook;
 pub mod where_;
 
 use std::path::Path;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, GlobalArgs, HooksCommand, PolicyCommand, RolloutArgs};
+use crate::cli::{
+    Cli, Command, GlobalArgs, HooksCommand, PolicyCommand, RolloutArgs, WebhookCommand,
+};
 use crate::config::{self, Environment, ReleaseConfig};
 use crate::domain::{Failure, Outcome, ReleaseKind};
 use crate::release::{self, Interrupt, Ran, Report};
@@ -42,6 +45,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Promote(args) => promote::run(global, &load_config(global)?, args).await,
         Command::Approve(args) => approve::approve(global, &load_config(global)?, args).await,
         Command::Approvals(args) => approve::list(global, &load_config(global)?, args).await,
+        Command::Webhook(WebhookCommand::Serve(args)) => webhook::serve(global, args).await,
+        Command::Webhook(WebhookCommand::Config(args)) => webhook::config(args),
     }
 }
 

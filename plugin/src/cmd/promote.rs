@@ -258,6 +258,8 @@ pub struct SourceState {
     /// The commit of the source's newest record, when the live images are that record's.
     pub commit: Option<CommitSha>,
     pub revision: Option<u64>,
+    /// Who released the source's newest record.
+    pub deployer: Option<String>,
     /// The source as hooks see it, from the same read.
     pub state: hooks_sdk::EnvironmentState,
 }
@@ -323,6 +325,7 @@ pub async fn source_state(
         ),
         images,
         commit,
+        deployer: record.as_ref().map(|r| r.actor.user.clone()),
         revision: record.map(|r| r.revision),
     })
 }

@@ -86,6 +86,13 @@ fn key_at(line: &str, column: usize) -> Option<&str> {
     }
 }
 
+/// 1-based line of a YAML syntax or type error, within the text: at the end of a text without a
+/// final newline the parser reports the line after the last, which no editor shows.
+pub fn error_line(text: &str, error: &serde_yaml_ng::Error) -> Option<usize> {
+    let last = text.lines().count().max(1);
+    error.location().map(|l| l.line().min(last))
+}
+
 /// Indentation of a line that holds content (not blank, not a comment).
 fn content_indent(line: &str) -> Option<usize> {
     let trimmed = line.trim_start();

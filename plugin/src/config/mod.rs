@@ -5,7 +5,7 @@
 //! unknown fields and wrong types with a location; `validate` then checks what serde cannot
 //! (references between environments, pins, durations) and produces the typed [`ReleaseConfig`].
 
-pub(crate) mod locate;
+pub mod locate;
 mod raw;
 
 use std::collections::{BTreeMap, HashSet};
@@ -252,7 +252,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ReleaseConfig, ConfigError> {
         let (field, message) = raw::split_serde_message(&e.to_string());
         ConfigError {
             file: path.to_path_buf(),
-            line: e.location().map(|l| l.line()),
+            line: locate::error_line(text, &e),
             field,
             message,
         }
@@ -549,7 +549,8 @@ fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+/// A duration longer than zero in humantime style: `500ms`, `2s`, `1m 30s`.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err(format!("`{text}` must be longer than zero")),

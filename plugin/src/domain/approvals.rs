@@ -1,7 +1,10 @@
 //! How an approval stands against what would be released now: a pure decision shared by
 //! `approvals`, the release report and the hooks' request.
 
+use std::collections::BTreeSet;
+
 use hooks_sdk::Approval;
+use hooks_sdk::helpers::Timestamp;
 use serde::Serialize;
 
 /// How an approval stands against what would be released now.
@@ -24,22 +27,28 @@ impl std::fmt::Display for Standing {
     }
 }
 
-/// Judges `approval` against the digests that would be released, at `now`.
+/// Judges `approval` against the digests that would be released, at `now`, by the rules the
+/// hooks apply (`hooks_sdk::helpers::valid_approvals`): the SDK reads the times, an expiry it
+/// cannot read has passed, and digests compare as sets (order and duplicates aside).
 pub fn standing(approval: &Approval, digests: &[String], now: jiff::Timestamp) -> Standing {
-    let expired = approval
-        .expires_at
-        .parse::<jiff::Timestamp>()
-        .is_ok_and(|t| t <= now);
-    let mut approved = approval.digests.clone();
-    approved.sort();
-    let mut wanted = digests.to_vec();
-    wanted.sort();
+    let expired = Timestamp::parse(&approval.expires_at).is_none_or(|t| t <= sdk_time(now));
+    let approved: BTreeSet<&String> = approval.digests.iter().collect();
+    let wanted: BTreeSet<&String> = digests.iter().collect();
     if expired {
         Standing::Expired
     } else if approved != wanted {
         Standing::OtherDigests
     } else {
         Standing::Valid
+    }
+}
+
+/// `now` as the SDK's timestamp. jiff's range (years -9999 to 9999) fits an i64 of seconds.
+fn sdk_time(now: jiff::Timestamp) -> Timestamp {
+    let nanos = now.as_nanosecond();
+    Timestamp {
+        seconds: nanos.div_euclid(1_000_000_000) as i64,
+        nanos: nanos.rem_euclid(1_000_000_000) as u32,
     }
 }
 
@@ -69,6 +78,7 @@ mod tests {
             approved_at: "2026-01-01T00:00:00Z".into(),
             expires_at: expires_at.into(),
             verified: false,
+            ..Default::default()
         }
     }
 

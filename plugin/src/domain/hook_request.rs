@@ -167,7 +167,8 @@ pub fn after_rollout(mut state: EnvironmentState, changes: &[ContainerChange]) -
     state
 }
 
-fn summary(r: &Release) -> hooks_sdk::ReleaseSummary {
+/// A record as the hooks' `history` shows it.
+pub fn summary(r: &Release) -> hooks_sdk::ReleaseSummary {
     hooks_sdk::ReleaseSummary {
         revision: r.revision,
         commit: r

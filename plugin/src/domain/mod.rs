@@ -9,7 +9,9 @@
 //!   ships), `approvals` (does an approval count), `status` (drift), `hook_request` (what hooks
 //!   are shown).
 
+pub mod admission;
 pub mod approvals;
+pub mod attestation;
 pub mod commit;
 pub mod failure;
 pub mod hook_request;

@@ -16,6 +16,8 @@ pub const ANNOTATION_COMMIT: &str = "kubectl-release.io/commit";
 /// The tag the digest was resolved from (`repo:<sha>`), so the human-readable name stays visible.
 pub const ANNOTATION_IMAGE_TAG: &str = "kubectl-release.io/image-tag";
 pub const ANNOTATION_ENVIRONMENT: &str = "kubectl-release.io/environment";
+/// The app, so the admission webhook knows whose approvals and history a change is judged by.
+pub const ANNOTATION_APP: &str = "kubectl-release.io/app";
 
 /// ConfigMap holding one release record.
 pub fn record_name(app: &str, env: &str, revision: u64) -> String {

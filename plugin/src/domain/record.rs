@@ -79,9 +79,16 @@ impl Release {
     }
 }
 
-/// The revision a new release gets: one more than the newest recorded.
+/// The revision a new release gets: one more than the newest recorded. After a (hand-edited)
+/// record at `u64::MAX` there is no next number: the new release gets that one again, and writing
+/// its record fails because it exists, rather than the count overflowing.
 pub fn next_revision(history: &[Release]) -> u64 {
-    history.iter().map(|r| r.revision).max().unwrap_or(0) + 1
+    history
+        .iter()
+        .map(|r| r.revision)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1)
 }
 
 /// The revision `rollback` restores by default: the newest succeeded one before the current.
