@@ -13,7 +13,7 @@ K8S_BUILD=r2
 CACHE=${KUBECTL_RELEASE_CACHE:-$HOME/.cache/kubectl-release}
 K8S_BIN=$CACHE/kubernetes-$K8S_VERSION-$K8S_BUILD/bin
 # curl, openssl and iproute2 (ss) are what testenv.sh uses besides the daemons.
-APT_PACKAGES=(etcd-server docker-registry golang-go golang-1.23-go rsync git dpkg-dev curl openssl iproute2)
+APT_PACKAGES=(etcd-server docker-registry apache2-utils golang-go golang-1.23-go rsync git dpkg-dev curl openssl iproute2)
 
 log() { echo "install: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

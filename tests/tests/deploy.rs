@@ -177,12 +177,23 @@ async fn wait_for_image_waits_for_ci_to_push_it() {
         .await;
 
     let mut cmd = app.env.plugin();
-    cmd.args(["deploy", "qa", "--wait-for-image", "2m"])
+    cmd.args(["deploy", "qa", "--wait-for-image", "2m", "-v"])
         .current_dir(app.repo.path());
-    let deploy = tokio::spawn(async move { kubectl_release_tests::run(&mut cmd).await });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deploy = kubectl_release_tests::Spawned::spawn(&mut cmd);
+    // The image is pushed only once the deploy has seen it missing: the wait is what is tested.
+    deploy
+        .wait_for_stderr(
+            "the image missing",
+            kubectl_release_tests::DEFAULT_TIMEOUT,
+            |err| err.contains("not pushed yet"),
+        )
+        .await
+        .expect("the deploy finds the image missing and waits");
     let digest = app.push(&second).await;
-    deploy.await.unwrap().assert_success();
+    deploy
+        .finish(kubectl_release_tests::DEFAULT_TIMEOUT)
+        .await
+        .assert_success();
     pods_run(&app, app.qa.name(), "web", 3, &digest).await;
 }
 

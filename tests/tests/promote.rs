@@ -1,9 +1,7 @@
 //! `promote`, `approve` and `approvals` end to end: qa → production with the example hooks
 //! `same-image-across-envs` and `approval-rules`, approvals guarded by RBAC.
 
-use std::time::Duration;
-
-use kubectl_release_tests::{App, hook_entry, setup_approvals_rbac};
+use kubectl_release_tests::{App, DEFAULT_TIMEOUT, hook_entry, setup_approvals_rbac};
 use serde_json::Value;
 
 /// An app running its HEAD commit in qa (deployed by admin) and commit 0 in production, with
@@ -172,15 +170,21 @@ async fn wait_for_approval_blocks_until_they_arrive() {
     let mut cmd = app.env.plugin();
     cmd.args(["promote", "qa", "--wait-for-approval", "2m"])
         .current_dir(app.repo.path());
-    let promote = tokio::spawn(async move { kubectl_release_tests::run(&mut cmd).await });
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let promote = kubectl_release_tests::Spawned::spawn(&mut cmd);
+    // The approvals must come while the promotion waits, not before it looked.
+    promote
+        .wait_for_stderr("the wait for approvals", DEFAULT_TIMEOUT, |err| {
+            err.contains("waiting up to")
+        })
+        .await
+        .expect("the promotion begins to wait for approvals");
     app.release_as("approver", &["approve", "production"])
         .await
         .assert_success();
     app.release_as("approver2", &["approve", "production"])
         .await
         .assert_success();
-    let out = promote.await.unwrap().assert_success();
+    let out = promote.finish(DEFAULT_TIMEOUT).await.assert_success();
     assert!(
         out.stdout.contains("to production: succeeded"),
         "{}",

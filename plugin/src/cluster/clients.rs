@@ -51,7 +51,11 @@ impl EnvTarget {
             .get_or_try_init(|| ServerApis::discover(&self.client))
             .await
             .cloned()
-            .with_context(|| format!("cannot reach the API server of {self}"))
+            .map_err(|e| {
+                let hint = advice(&e);
+                anyhow::Error::new(e)
+                    .context(format!("cannot reach the API server of {self}{hint}"))
+            })
     }
 }
 
@@ -68,6 +72,27 @@ impl fmt::Display for EnvTarget {
             "environment `{}` (context `{}`, server {}, namespace `{}`)",
             self.env.name, self.context, self.server, self.namespace
         )
+    }
+}
+
+/// What to do about an API server that cannot be reached, when the error says.
+fn advice(err: &kube::Error) -> &'static str {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let text = text.to_ascii_lowercase();
+    if text.contains("certificate") || text.contains("tls") || text.contains("unknownissuer") {
+        "; its TLS certificate is not trusted: check the cluster's certificate-authority in the kubeconfig"
+    } else if text.contains("connection refused")
+        || text.contains("timed out")
+        || text.contains("dns")
+    {
+        "; check that the server is up and reachable from here (VPN, proxy), and the kubeconfig's server URL"
+    } else {
+        ""
     }
 }
 
