@@ -22,7 +22,7 @@ use crate::domain::{Failure, Outcome};
 /// Where approvals live in every cluster.
 pub const NAMESPACE: &str = "kubectl-release-approvals";
 pub const DATA_KEY: &str = "approval.json";
-const LABEL_APPROVAL: &str = "kubectl-release.io/approval";
+pub const LABEL_APPROVAL: &str = "kubectl-release.io/approval";
 
 /// The approvals of one app in one environment's cluster.
 pub struct Approvals {
@@ -172,7 +172,7 @@ impl Approvals {
 
 /// One approval from its ConfigMap, or `None` with a warning naming the object and the fault:
 /// approvals are written by people, and a bad one must neither count nor crash anything.
-fn read(cm: &ConfigMap) -> Option<Approval> {
+pub fn read(cm: &ConfigMap) -> Option<Approval> {
     let name = cm.metadata.name.as_deref().unwrap_or_default();
     let Some(text) = cm.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
         tracing::warn!(approval = %name, "skipping approval without key {DATA_KEY}");

@@ -10,6 +10,7 @@
 //! - `approvals`, `policy`, `identity`: what other verbs read and write.
 
 pub mod approvals;
+pub mod cache;
 pub mod clients;
 pub mod env;
 pub mod identity;

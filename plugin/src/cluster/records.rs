@@ -115,7 +115,7 @@ fn params() -> PostParams {
 }
 
 /// One record from its ConfigMap, or `None` with a warning that names the object and the fault.
-fn read(cm: ConfigMap) -> Option<Release> {
+pub fn read(cm: ConfigMap) -> Option<Release> {
     let name = cm.metadata.name.clone().unwrap_or_default();
     let Some(text) = cm.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
         tracing::warn!(record = %name, "skipping release record without key {DATA_KEY}");

@@ -17,6 +17,7 @@ use super::metrics::Metrics;
 use super::server::Admit;
 use crate::artifacts::oci_modules::ModuleStore;
 use crate::cluster::approvals::{self, Approvals};
+use crate::cluster::cache::Judged;
 use crate::cluster::records::Records;
 use crate::domain::admission::{self as decide, Requester};
 use crate::domain::attestation::{self, Attested};
@@ -33,6 +34,8 @@ struct Loaded {
 /// The webhook's state: its cluster, the policy as last loaded, its metrics.
 pub struct Admission {
     client: kube::Client,
+    /// Approvals and records, watched: a review reads memory, not the API server.
+    judged: Judged,
     cluster: String,
     policy: RwLock<Arc<Loaded>>,
     ready: AtomicBool,
@@ -44,6 +47,7 @@ impl Admission {
     /// [`Admission::load_policy`] succeeded once.
     pub fn new(client: kube::Client, cluster: &str, metrics: Metrics) -> Arc<Admission> {
         Arc::new(Admission {
+            judged: Judged::start(&client),
             client,
             cluster: cluster.into(),
             policy: RwLock::new(Arc::default()),
@@ -95,6 +99,8 @@ impl Admission {
         }
         tracing::info!(hooks = loaded.hooks.len(), "cluster policy loaded");
         self.metrics.set_policy_hooks(loaded.hooks.len());
+        // Judging needs the approvals and records as they are: ready once both have listed.
+        self.judged.ready().await;
         *self
             .policy
             .write()
@@ -172,28 +178,42 @@ impl Admission {
             return Ok(response);
         }
         let (app, env) = decide::app_and_environment(new, namespace);
-        let approvals = Approvals::in_cluster(&self.client, &app, &env)
-            .list()
-            .await?;
-        let history = Records::new(&self.client, namespace, &app, &env)
-            .list()
-            .await?;
         let requester = Requester {
             user: request.user_info.username.clone().unwrap_or_default(),
             groups: request.user_info.groups.clone().unwrap_or_default(),
         };
-        let hook_request = decide::request(
-            kind,
-            new,
-            namespace,
-            &changes,
-            &requester,
-            approvals,
-            &history,
-            jiff::Timestamp::now(),
-        );
-        let report =
-            crate::hooks::run_phase(&hooks, Phase::Admission, |_| hook_request.clone()).await;
+        let judge = |approvals, history: Vec<crate::domain::Release>| {
+            let hook_request = decide::request(
+                kind,
+                new,
+                namespace,
+                &changes,
+                &requester,
+                approvals,
+                &history,
+                jiff::Timestamp::now(),
+            );
+            let hooks = &hooks;
+            async move {
+                crate::hooks::run_phase(hooks, Phase::Admission, |_| hook_request.clone()).await
+            }
+        };
+        // From the watched caches first; a denial is judged again on a fresh read, so an
+        // approval recorded a moment ago is never missed for a cache a moment behind.
+        let mut report = judge(
+            self.judged.approvals(&app, &env),
+            self.judged.history(namespace, &app, &env),
+        )
+        .await;
+        if report.denied() {
+            let approvals = Approvals::in_cluster(&self.client, &app, &env)
+                .list()
+                .await?;
+            let history = Records::new(&self.client, namespace, &app, &env)
+                .list()
+                .await?;
+            report = judge(approvals, history).await;
+        }
         for verdict in &report.verdicts {
             if let crate::hooks::Outcome::Error { .. } = verdict.outcome {
                 self.metrics.hook_error(&verdict.hook);
