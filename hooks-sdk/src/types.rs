@@ -115,6 +115,11 @@ pub struct HookRequest {
     /// Recent releases of the target environment, newest first.
     #[serde(default)]
     pub history: Vec<ReleaseSummary>,
+    /// Every object of the environment's manifests as the release will apply them (images
+    /// pinned by digest, the app's labels added), in apply order; empty for an environment
+    /// that releases images only.
+    #[serde(default)]
+    pub objects: Vec<Value>,
 }
 
 fn empty_object() -> Value {
@@ -139,6 +144,7 @@ impl Default for HookRequest {
             environments: Vec::new(),
             approvals: Vec::new(),
             history: Vec::new(),
+            objects: Vec::new(),
         }
     }
 }

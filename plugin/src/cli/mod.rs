@@ -185,6 +185,10 @@ pub struct RolloutArgs {
     /// Show what would change and every hook verdict, change nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Take over manifest fields another field manager (kubectl, a controller) owns
+    #[arg(long)]
+    pub force_conflicts: bool,
 }
 
 #[derive(Debug, Args)]

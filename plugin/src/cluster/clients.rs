@@ -308,6 +308,7 @@ current-context: ctx-a
             namespace: name.into(),
             promote_from: None,
             atomic: None,
+            manifests: None,
         }
     }
 

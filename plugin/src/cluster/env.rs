@@ -9,9 +9,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use super::lease::Lock;
+use super::objects::Objects;
 use super::records::Records;
 use super::rollout::{self, Stamp, WaitFailure};
 use super::{EnvGateway, EnvSnapshot, EnvTarget, ServerApis, workloads};
+use crate::domain::manifest::{Manifest, ObjectRef, Scope};
 use crate::domain::{ContainerChange, Release, Workload, WorkloadRef};
 use crate::progress::Progress;
 
@@ -23,6 +25,7 @@ pub struct KubeEnv {
     repository: String,
     selector: Option<String>,
     records: Records,
+    objects: Objects,
     lock: Mutex<Option<Lock>>,
 }
 
@@ -38,6 +41,7 @@ impl KubeEnv {
         let apis = target.server_apis().await?;
         Ok(KubeEnv {
             records: Records::new(&target.client, &target.namespace, app, &target.env.name),
+            objects: Objects::new(&target.client, &target.namespace),
             target: target.clone(),
             apis,
             app: app.into(),
@@ -63,6 +67,11 @@ impl KubeEnv {
         )
         .await
         .with_context(|| format!("cannot list workloads in {t}"))
+    }
+
+    /// The app's objects in this environment, for what only manifests need.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Option<Lock>> {
@@ -173,5 +182,54 @@ impl EnvGateway for KubeEnv {
             progress,
         )
         .await
+    }
+
+    async fn served_scope(&self, api_version: &str, kind: &str) -> Result<Option<Scope>> {
+        Ok(self
+            .objects
+            .served(api_version, kind)
+            .await?
+            .map(|s| s.scope))
+    }
+
+    async fn live_object(&self, id: &ObjectRef) -> Result<Option<serde_json::Value>> {
+        self.objects.get(id).await
+    }
+
+    async fn apply_object(
+        &self,
+        object: &Manifest,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<serde_json::Value> {
+        self.objects.apply(object, dry_run, force).await
+    }
+
+    async fn delete_object(&self, id: &ObjectRef) -> Result<()> {
+        self.objects.delete(id).await
+    }
+
+    fn applyset_id(&self) -> String {
+        self.objects.applyset_id(&self.app)
+    }
+
+    async fn applyset_kinds(&self) -> Result<Vec<String>> {
+        self.objects.applyset_group_kinds(&self.app).await
+    }
+
+    async fn applyset_members(&self, group_kinds: &[String]) -> Result<Vec<ObjectRef>> {
+        self.objects.members(&self.app, group_kinds).await
+    }
+
+    async fn write_applyset(&self, group_kinds: &[String]) -> Result<()> {
+        self.objects.write_applyset(&self.app, group_kinds).await
+    }
+
+    async fn ensure_namespace(&self) -> Result<bool> {
+        if self.objects.namespace_exists().await? {
+            return Ok(false);
+        }
+        self.objects.create_namespace(&self.app).await?;
+        Ok(true)
     }
 }

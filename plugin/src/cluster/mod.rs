@@ -15,6 +15,7 @@ pub mod clients;
 pub mod env;
 pub mod identity;
 pub mod lease;
+pub mod objects;
 pub mod policy;
 pub mod records;
 pub mod rollout;
@@ -31,6 +32,7 @@ pub use env::KubeEnv;
 pub use rollout::{Stamp, WaitFailure};
 pub use workloads::ServerApis;
 
+use crate::domain::manifest::{Manifest, ObjectRef, Scope};
 use crate::domain::{ContainerChange, Release, Workload, WorkloadRef};
 use crate::progress::Progress;
 
@@ -88,4 +90,32 @@ pub trait EnvGateway {
     ) -> Result<Vec<String>, WaitFailure>;
     /// Completes once the lock is lost ([`EnvGateway::lock_lost`] turns true); never before.
     async fn lock_lost_wait(&self);
+
+    // The app's manifests (an environment with `manifests`): see `objects`.
+
+    /// Whether `kind` of `api_version` lives in a namespace; `None` when the server does not
+    /// serve it.
+    async fn served_scope(&self, api_version: &str, kind: &str) -> Result<Option<Scope>>;
+    /// The live object, or `None`.
+    async fn live_object(&self, id: &ObjectRef) -> Result<Option<serde_json::Value>>;
+    /// Server-side applies one object (a dry run changes nothing); `force` takes over fields
+    /// another field manager owns. A refusal is an `invalid` failure naming the object.
+    async fn apply_object(
+        &self,
+        object: &Manifest,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<serde_json::Value>;
+    /// Deletes one object (one already gone is fine).
+    async fn delete_object(&self, id: &ObjectRef) -> Result<()>;
+    /// The id every member of the app's ApplySet is labelled with.
+    fn applyset_id(&self) -> String;
+    /// The group-kinds the app's ApplySet parent names (empty when there is none yet).
+    async fn applyset_kinds(&self) -> Result<Vec<String>>;
+    /// The members of the app's ApplySet among `group_kinds`.
+    async fn applyset_members(&self, group_kinds: &[String]) -> Result<Vec<ObjectRef>>;
+    /// Writes the ApplySet parent naming `group_kinds`.
+    async fn write_applyset(&self, group_kinds: &[String]) -> Result<()>;
+    /// Creates the environment's namespace when it does not exist; true when it was created.
+    async fn ensure_namespace(&self) -> Result<bool>;
 }

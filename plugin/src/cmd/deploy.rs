@@ -9,6 +9,7 @@ use crate::cli::{DeployArgs, GlobalArgs};
 use crate::cluster::Clients;
 use crate::config::ReleaseConfig;
 use crate::domain::{CommitSha, Failure, Outcome, ReleaseKind};
+use crate::release::manifests::Pins;
 use crate::release::{self, Intent, Ran, Wanted};
 
 pub async fn run(
@@ -37,10 +38,14 @@ async fn deploy(
     let digest = commit_digest(cfg, args, &commit).await?;
     tracing::info!(%commit, %digest, "resolved the commit's image");
 
+    // Manifests are read and checked before anything talks to the cluster.
+    let manifests = release::manifests::render(cfg, env, &commit, &Pins::Digest(&digest))?;
+
     let clients = Clients::new(&global.kube_settings())?;
     let target = clients.target(env).await?;
     let ctx = release::Context::prepare(cfg, &clients, &target).await?;
     let mut intent = Intent::new(ReleaseKind::Deploy);
+    intent.manifests = manifests;
     intent.image_tag = Some(format!("{}:{commit}", cfg.image));
     intent.commit = Some(commit);
     intent.wanted = Wanted::Digest(digest);

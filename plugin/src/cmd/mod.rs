@@ -65,6 +65,7 @@ pub fn options(cfg: &ReleaseConfig, env: &Environment, args: &RolloutArgs) -> re
         timeout: args.timeout,
         atomic: cfg.atomic_for(env, args.atomic),
         dry_run: args.dry_run,
+        force_conflicts: args.force_conflicts,
     }
 }
 

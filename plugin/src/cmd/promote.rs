@@ -102,6 +102,7 @@ async fn promote(
     let target = clients.target(to).await?;
     let ctx = release::Context::prepare(cfg, clients, &target).await?;
     let mut intent = Intent::new(ReleaseKind::Promote);
+    intent.manifests = target_manifests(cfg, from, to, &source)?;
     intent.commit = source.commit;
     intent.wanted = Wanted::Exact(source.images);
     intent.source_environment = Some(from.name.clone());
@@ -110,6 +111,31 @@ async fn promote(
     intent.seen = vec![source.state];
     let opts = super::options(cfg, to, &args.rollout);
     release::run_until_approved(&ctx, &intent, &opts, interrupt, args.wait_for_approval).await
+}
+
+/// The target's own manifests at the commit that runs in the source, with the source's digests:
+/// config differs per environment, the bytes do not.
+fn target_manifests(
+    cfg: &ReleaseConfig,
+    from: &Environment,
+    to: &Environment,
+    source: &SourceState,
+) -> Result<Option<release::manifests::Desired>> {
+    if to.manifests.is_none() {
+        return Ok(None);
+    }
+    let commit = source.commit.as_ref().ok_or_else(|| {
+        Failure::invalid(format!(
+            "{} takes its manifests from the commit that runs in {}, but {}'s images are not those of its newest release record; deploy a commit to {} first",
+            to.name, from.name, from.name, from.name
+        ))
+    })?;
+    Ok(release::manifests::render(
+        cfg,
+        to,
+        commit,
+        &release::manifests::Pins::Exact(&source.images),
+    )?)
 }
 
 /// One app's line in the `--all` summary. The `-o json` shape of `promote --all` is a list of these.

@@ -34,10 +34,35 @@ async fn rollback(
         tracing::warn!(revision = chosen.revision, outcome = %chosen.outcome, "rolling back to a revision that did not succeed");
     }
     let mut intent = Intent::new(ReleaseKind::Rollback);
+    intent.manifests = restored_manifests(cfg, env, chosen)?;
     intent.commit = chosen.commit.clone();
     intent.wanted = Wanted::Exact(chosen.images());
     intent.restored_revision = Some(chosen.revision);
     Ok(release::run(&ctx, &intent, &options(cfg, env, &args.rollout), interrupt).await)
+}
+
+/// The environment's manifests at the restored revision's commit, with its images.
+fn restored_manifests(
+    cfg: &ReleaseConfig,
+    env: &crate::config::Environment,
+    chosen: &Release,
+) -> Result<Option<release::manifests::Desired>> {
+    if env.manifests.is_none() {
+        return Ok(None);
+    }
+    let commit = chosen.commit.as_ref().ok_or_else(|| {
+        Failure::invalid(format!(
+            "revision {} of {} names no commit, so its manifests cannot be read again; roll back to a revision deployed from a commit (`kubectl release history {}`)",
+            chosen.revision, env.name, env.name
+        ))
+    })?;
+    let images = chosen.images();
+    Ok(release::manifests::render(
+        cfg,
+        env,
+        commit,
+        &release::manifests::Pins::Exact(&images),
+    )?)
 }
 
 /// The revision to restore: the one asked for, or the newest good one before the current.

@@ -55,6 +55,19 @@ pub struct Environment {
     pub namespace: String,
     pub promote_from: Option<String>,
     pub atomic: Option<bool>,
+    /// The app's manifests for this environment; `None` releases images only.
+    pub manifests: Option<Manifests>,
+}
+
+/// Where an environment's manifests are and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifests {
+    /// A directory of YAML files or a kustomization, relative to the config file's directory
+    /// and read at the released commit.
+    pub path: PathBuf,
+    /// Create the environment's namespace when it does not exist.
+    pub create_namespace: bool,
+    pub allowed: crate::domain::manifest::Allowed,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +303,14 @@ impl Validator<'_> {
                 .environments
                 .into_iter()
                 .map(|e| Environment {
+                    manifests: e.manifests.map(|path| Manifests {
+                        path,
+                        create_namespace: e.create_namespace,
+                        allowed: crate::domain::manifest::Allowed {
+                            cluster_scoped: e.allow.contains(&raw::Allowance::ClusterScoped),
+                            other_namespaces: e.allow.contains(&raw::Allowance::OtherNamespaces),
+                        },
+                    }),
                     name: e.name,
                     context: e.context,
                     namespace: e.namespace,
@@ -382,6 +403,7 @@ impl Validator<'_> {
                     "must not be empty",
                 ));
             }
+            self.check_manifests(i, env)?;
         }
         for (i, env) in environments.iter().enumerate() {
             if let Some(source) = &env.promote_from
@@ -404,6 +426,41 @@ impl Validator<'_> {
         }
 
         Ok(names)
+    }
+
+    /// `manifests` stays inside the app's directory; its options need it.
+    fn check_manifests(&self, i: usize, env: &raw::RawEnvironment) -> Result<(), ConfigError> {
+        use locate::Seg::{Index, Key};
+        use std::path::Component;
+
+        let Some(path) = &env.manifests else {
+            if env.create_namespace || !env.allow.is_empty() {
+                let field = if env.create_namespace {
+                    "createNamespace"
+                } else {
+                    "allow"
+                };
+                return Err(self.error(
+                    &[Key("environments"), Index(i), Key(field)],
+                    "only applies to an environment with `manifests`",
+                ));
+            }
+            return Ok(());
+        };
+        let inside = path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !inside || path.as_os_str().is_empty() {
+            return Err(self.error(
+                &[Key("environments"), Index(i), Key("manifests")],
+                format!(
+                    "`{}` must be a directory relative to this file and inside it (no `..`, not absolute), e.g. kubernetes/{}",
+                    path.display(),
+                    env.name
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn check_hooks(

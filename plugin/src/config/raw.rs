@@ -42,6 +42,22 @@ pub struct RawEnvironment {
     pub promote_from: Option<String>,
     #[serde(default)]
     pub atomic: Option<bool>,
+    #[serde(default)]
+    pub manifests: Option<PathBuf>,
+    #[serde(default)]
+    pub create_namespace: bool,
+    #[serde(default)]
+    pub allow: Vec<Allowance>,
+}
+
+/// What an environment's manifests may do beyond its own namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Allowance {
+    /// Cluster-scoped objects (ClusterRoles, CRDs, Namespaces other than the environment's).
+    ClusterScoped,
+    /// Objects in namespaces other than the environment's.
+    OtherNamespaces,
 }
 
 #[derive(Debug, Deserialize)]

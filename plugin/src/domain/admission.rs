@@ -135,6 +135,7 @@ pub fn request(
             .take(10)
             .map(super::hook_request::summary)
             .collect(),
+        objects: Vec::new(),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Facts<'a> {
     pub environments: Vec<EnvironmentState>,
     pub approvals: Vec<Approval>,
     pub history: &'a [Release],
+    /// The manifests' objects as they will be applied (empty without manifests).
+    pub objects: Vec<serde_json::Value>,
 }
 
 /// The request every hook of the phase sees (name and settings are filled in per hook).
@@ -70,6 +72,7 @@ pub fn request(facts: Facts<'_>) -> HookRequest {
         environments: facts.environments,
         approvals: facts.approvals,
         history: facts.history.iter().take(10).map(summary).collect(),
+        objects: facts.objects,
     }
 }
 

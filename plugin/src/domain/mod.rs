@@ -16,6 +16,7 @@ pub mod commit;
 pub mod failure;
 pub mod hook_request;
 pub mod lock;
+pub mod manifest;
 pub mod names;
 pub mod plan;
 pub mod promotion;

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::lock::LockState;
+use super::manifest::ObjectRef;
 use super::{CommitSha, ContainerChange, Outcome, ReleaseKind, Verdict, WorkloadRef};
 
 /// Who released: the identity, and whether the API server vouched for it.
@@ -62,6 +63,28 @@ pub struct Release {
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The manifests this release applies, for an environment that has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifests: Option<RecordedManifests>,
+    /// The objects of those manifests applied so far, in the order they were applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied_objects: Vec<ObjectRef>,
+}
+
+/// What a release with manifests applies: enough to tell a config change from none, to prune,
+/// and to render the same set again for a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedManifests {
+    /// The manifests directory, relative to release.yaml, read at the release's commit.
+    pub path: String,
+    /// `sha256:…` of the rendered objects (images pinned, labels added).
+    pub digest: String,
+    /// Every object of the set, in apply order.
+    pub objects: Vec<ObjectRef>,
+    /// Objects of the previous set deleted because the manifests no longer have them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<ObjectRef>,
 }
 
 impl Release {
@@ -183,6 +206,8 @@ pub mod fixtures {
             hooks: vec![],
             warnings: vec![],
             message: String::new(),
+            manifests: None,
+            applied_objects: vec![],
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Changing workloads one at a time, and putting them back.
+//! Changing workloads one at a time, and putting them back: by image patches, or — for an
+//! environment with manifests — by applying the whole set in dependency order.
 
 use std::time::Duration;
 
@@ -8,15 +9,13 @@ use crate::progress::Progress;
 
 use super::interrupt::Interrupt;
 use super::journal::Journal;
+use super::manifests::{self, Staged};
 
 /// Why applying stopped part-way.
 #[derive(Debug)]
 pub enum Stopped {
-    /// Patching this workload failed.
-    Refused {
-        workload: WorkloadRef,
-        reason: String,
-    },
+    /// Changing this object (a workload, or any object of the manifests) failed.
+    Refused { object: String, reason: String },
     /// A signal arrived between two patches.
     Interrupted,
     /// The lock could not be renewed: another run may hold it now.
@@ -59,7 +58,7 @@ pub async fn apply_all<G: EnvGateway>(
             }
             Err(e) => {
                 let stopped = Stopped::Refused {
-                    workload: w.id.clone(),
+                    object: w.id.to_string(),
                     reason: format!("{e:#}"),
                 };
                 return Err((stopped, patched));
@@ -119,4 +118,116 @@ pub fn describe_wait_failure(failure: &WaitFailure, timeout: Duration) -> String
             pending.join(", ")
         ),
     }
+}
+
+/// Applies every object of `staged` in dependency order (workloads stamped with the release),
+/// noting each in the journal. The ApplySet parent is written first naming the old and new
+/// kinds, so an interrupted run still has every member it may have left behind in the set.
+/// Returns the workloads of the set (what the wait waits for).
+pub async fn apply_set<G: EnvGateway>(
+    journal: &mut Journal<'_, G>,
+    gateway: &G,
+    staged: &Staged,
+    stamp: &Stamp,
+    force: bool,
+    interrupt: &Interrupt,
+) -> Result<Vec<Workload>, (Stopped, Vec<Workload>)> {
+    let mut kinds = staged.previous_kinds.clone();
+    kinds.extend(staged.kinds.iter().cloned());
+    if let Err(e) = gateway.write_applyset(&kinds).await {
+        let reason = format!("{e:#}");
+        let object = "the ApplySet parent".to_string();
+        return Err((Stopped::Refused { object, reason }, Vec::new()));
+    }
+    let mut workloads = Vec::new();
+    for o in &staged.objects {
+        if interrupt.raised() {
+            return Err((Stopped::Interrupted, workloads));
+        }
+        if gateway.lock_lost() {
+            return Err((Stopped::LockLost, workloads));
+        }
+        let id = o.manifest.id();
+        let object = manifests::stamp(&o.manifest, stamp);
+        match gateway.apply_object(&object, false, force).await {
+            Ok(applied) => {
+                journal.applied_object(&id).await;
+                if let Some(w) = manifests::as_workload(&id, &applied) {
+                    workloads.push(w);
+                }
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                return Err((
+                    Stopped::Refused {
+                        object: id.to_string(),
+                        reason,
+                    },
+                    workloads,
+                ));
+            }
+        }
+    }
+    Ok(workloads)
+}
+
+/// Deletes the previous set's objects the manifests no longer have, then narrows the ApplySet
+/// to this set's kinds. Returns a warning for each object that could not be deleted.
+pub async fn prune<G: EnvGateway>(gateway: &G, staged: &Staged) -> Vec<String> {
+    let mut problems = Vec::new();
+    for id in &staged.prune {
+        match gateway.delete_object(id).await {
+            Ok(()) => Progress::new().say(&format!("pruned {id}: no longer in {}", staged.path)),
+            Err(e) => problems.push(format!("could not prune {id}: {e:#}")),
+        }
+    }
+    if problems.is_empty()
+        && let Err(e) = gateway.write_applyset(&staged.kinds).await
+    {
+        problems.push(format!("could not update the ApplySet parent: {e:#}"));
+    }
+    problems
+}
+
+/// Puts back the objects of `staged` this release applied (`applied`): an object it created is
+/// deleted, one it changed gets its earlier self applied again; then waits for the workloads
+/// that existed before to run their earlier pods.
+pub async fn undo_set<G: EnvGateway>(
+    gateway: &G,
+    staged: &Staged,
+    applied: &[crate::domain::manifest::ObjectRef],
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut restored = Vec::new();
+    let mut images: std::collections::BTreeMap<WorkloadRef, Vec<String>> = Default::default();
+    for o in staged.objects.iter().rev() {
+        let id = o.manifest.id();
+        if !applied.contains(&id) {
+            continue;
+        }
+        let Some(before) = manifests::restoring(o) else {
+            gateway
+                .delete_object(&id)
+                .await
+                .map_err(|e| format!("cannot delete {id}, which this release created: {e:#}"))?;
+            continue;
+        };
+        let object = gateway
+            .apply_object(&before, false, true)
+            .await
+            .map_err(|e| format!("cannot restore {id}: {e:#}"))?;
+        if let Some(w) = manifests::as_workload(&id, &object) {
+            let wanted = w.containers().into_iter().map(|c| c.image).collect();
+            images.insert(w.id.clone(), wanted);
+            restored.push(w);
+        }
+    }
+    if restored.is_empty() {
+        return Ok(());
+    }
+    gateway
+        .wait(&restored, &images, timeout, &Progress::new())
+        .await
+        .map(|_| ())
+        .map_err(|f| describe_wait_failure(&f, timeout))
 }

@@ -15,6 +15,7 @@ use hooks_sdk::Phase;
 use super::apply::{self, Stopped};
 use super::gate::{Judgement, TargetState};
 use super::journal::{self, Journal};
+use super::manifests::{self, Staged};
 use super::{Context, Intent, Interrupt, Options, Report, Wanted};
 use crate::cluster::{EnvGateway, EnvSnapshot, Stamp, WaitFailure};
 use crate::domain::hook_request::Facts;
@@ -59,9 +60,24 @@ pub async fn run<G: EnvGateway>(
     opts: &Options,
     interrupt: &Interrupt,
 ) -> Ran {
-    let report = Report::new(&ctx.config.app, &ctx.env.name, intent);
+    let mut report = Report::new(&ctx.config.app, &ctx.env.name, intent);
     // Each run judges the approvals as they are now (a run waiting for approvals runs again).
     ctx.gate.forget_approvals();
+    // The lock and the records live in the namespace: it must exist before either.
+    let create_namespace = ctx
+        .env
+        .manifests
+        .as_ref()
+        .is_some_and(|m| m.create_namespace);
+    if !opts.dry_run && intent.manifests.is_some() && create_namespace {
+        match ctx.gateway.ensure_namespace().await {
+            Ok(true) => report
+                .warnings
+                .push(format!("created namespace {}", ctx.namespace)),
+            Ok(false) => {}
+            Err(e) => return Ran::stopped(report, e),
+        }
+    }
     // A dry run changes nothing, so it needs no lock.
     if !opts.dry_run
         && let Err(e) = ctx.gateway.lock(&ctx.holder).await
@@ -88,14 +104,31 @@ async fn locked<G: EnvGateway>(
 ) -> Result<Ran> {
     let snapshot = ctx.gateway.snapshot().await?;
     let history = ctx.gateway.history().await?;
-    let changes = match plan_changes(ctx, intent, &snapshot.workloads) {
-        Ok(changes) => changes,
-        Err(failure) => return Ok(Ran::fail(report, failure)),
+    let staged = match &intent.manifests {
+        Some(desired) => {
+            report.warnings.extend(desired.warnings.iter().cloned());
+            match stage(ctx, desired, opts).await {
+                Ok(staged) => Some(staged),
+                Err(e) => return Ok(Ran::stopped(report, e)),
+            }
+        }
+        None => None,
     };
+    let changes = match &staged {
+        Some(staged) => staged.container_changes(&ctx.config.image),
+        None => match plan_changes(ctx, intent, &snapshot.workloads) {
+            Ok(changes) => changes,
+            Err(failure) => return Ok(Ran::fail(report, failure)),
+        },
+    };
+    let digest = staged.as_ref().map(|s| s.digest.as_str());
     let abandoned = record::abandoned(&history, &ctx.holder);
     let resumed = abandoned
         .first()
-        .filter(|r| record::resumes(r, &changes))
+        .filter(|r| {
+            record::resumes(r, &changes)
+                && r.manifests.as_ref().map(|m| m.digest.as_str()) == digest
+        })
         .map(|r| (*r).clone());
     if !opts.dry_run {
         for stale in abandoned
@@ -112,7 +145,12 @@ async fn locked<G: EnvGateway>(
         .as_ref()
         .map_or(changes.clone(), |r| r.containers.clone());
     report = report.with_changes(planned.clone());
-    if resumed.is_none() && plan::is_noop(&changes) {
+    if let Some(staged) = &staged {
+        report.objects = staged.changes();
+        report.manifests_digest = Some(staged.digest.clone());
+    }
+    let config_unchanged = staged.as_ref().is_none_or(Staged::unchanged);
+    if resumed.is_none() && plan::is_noop(&changes) && config_unchanged {
         return Ok(Ran::ok(report, Outcome::Unchanged));
     }
     let revision = resumed
@@ -126,6 +164,7 @@ async fn locked<G: EnvGateway>(
         &planned,
         &snapshot,
         &history,
+        staged.as_ref(),
     )
     .await?;
     report.hooks = pre.verdicts.clone();
@@ -145,7 +184,8 @@ async fn locked<G: EnvGateway>(
     let journal = match resumed {
         Some(record) => Journal::adopt(&ctx.gateway, record, &ctx.holder).await?,
         None => {
-            let record = new_record(ctx, intent, revision, &planned, &report);
+            let mut record = new_record(ctx, intent, revision, &planned, &report);
+            record.manifests = staged.as_ref().map(Staged::record);
             Journal::begin(&ctx.gateway, record).await?
         }
     };
@@ -156,8 +196,31 @@ async fn locked<G: EnvGateway>(
         interrupt,
         snapshot: &snapshot,
         history: &history,
+        staged: staged.as_ref(),
     };
     Ok(step.carry_out(journal, &changes, report).await)
+}
+
+/// The manifests checked and dry-run against the environment.
+async fn stage<G: EnvGateway>(
+    ctx: &Context<'_, G>,
+    desired: &manifests::Desired,
+    opts: &Options,
+) -> Result<Staged> {
+    let allowed = ctx
+        .env
+        .manifests
+        .as_ref()
+        .map(|m| m.allowed)
+        .unwrap_or_default();
+    manifests::stage(
+        &ctx.gateway,
+        desired,
+        &ctx.namespace,
+        allowed,
+        opts.force_conflicts,
+    )
+    .await
 }
 
 /// The changes the intent asks of the workloads found, or why it cannot be planned.
@@ -193,6 +256,7 @@ fn pre_phase(kind: ReleaseKind) -> Phase {
 }
 
 /// Runs `phase`'s hooks over what the release read.
+#[allow(clippy::too_many_arguments)]
 async fn judge<G>(
     ctx: &Context<'_, G>,
     intent: &Intent,
@@ -201,7 +265,30 @@ async fn judge<G>(
     changes: &[ContainerChange],
     snapshot: &EnvSnapshot,
     history: &[Release],
+    staged: Option<&Staged>,
 ) -> Result<Judgement> {
+    let objects: Vec<serde_json::Value> = staged
+        .map(|s| {
+            s.objects
+                .iter()
+                .map(|o| o.manifest.object.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    // With manifests, the workloads hooks judge are the set's (new ones included), as merged.
+    let set_workloads: Vec<Workload> = staged
+        .map(|s| {
+            s.objects
+                .iter()
+                .filter_map(|o| manifests::as_workload(&o.manifest.id(), &o.merged))
+                .collect()
+        })
+        .unwrap_or_default();
+    let workloads = if staged.is_some() {
+        &set_workloads
+    } else {
+        &snapshot.workloads
+    };
     let facts = Facts {
         phase,
         app: &ctx.config.app,
@@ -215,10 +302,11 @@ async fn judge<G>(
         source_environment: intent.source_environment.as_deref(),
         forced_source: intent.forced_source,
         changes,
-        workloads: &snapshot.workloads,
+        workloads,
         environments: intent.seen.clone(),
         approvals: Vec::new(),
         history,
+        objects,
     };
     let target = TargetState {
         workloads: &snapshot.workloads,
@@ -254,6 +342,8 @@ fn new_record<G>(
         hooks: report.hooks.clone(),
         warnings: Vec::new(),
         message: String::new(),
+        manifests: None,
+        applied_objects: Vec::new(),
     }
 }
 
@@ -274,6 +364,8 @@ struct Step<'s, 'c, G> {
     interrupt: &'s Interrupt,
     snapshot: &'s EnvSnapshot,
     history: &'s [Release],
+    /// The manifests, for an environment that has them.
+    staged: Option<&'s Staged>,
 }
 
 impl<G: EnvGateway> Step<'_, '_, G> {
@@ -292,15 +384,23 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             environment: record.environment.clone(),
         };
         let gateway = &self.ctx.gateway;
-        let applied = apply::apply_all(
-            &mut journal,
-            gateway,
-            &self.snapshot.workloads,
-            changes,
-            &stamp,
-            self.interrupt,
-        )
-        .await;
+        let applied = match self.staged {
+            Some(staged) => {
+                let force = self.opts.force_conflicts;
+                apply::apply_set(&mut journal, gateway, staged, &stamp, force, self.interrupt).await
+            }
+            None => {
+                apply::apply_all(
+                    &mut journal,
+                    gateway,
+                    &self.snapshot.workloads,
+                    changes,
+                    &stamp,
+                    self.interrupt,
+                )
+                .await
+            }
+        };
         let patched = match applied {
             Ok(patched) => patched,
             Err((stopped, patched)) => {
@@ -352,6 +452,11 @@ impl<G: EnvGateway> Step<'_, '_, G> {
         let planned = journal.record.containers.clone();
         // Post-deploy hooks report; they cannot undo what is done, and their errors never hide
         // a rollout that succeeded.
+        if let Some(staged) = self.staged {
+            report
+                .warnings
+                .extend(apply::prune(&self.ctx.gateway, staged).await);
+        }
         match judge(
             self.ctx,
             self.intent,
@@ -360,6 +465,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             &planned,
             self.snapshot,
             self.history,
+            self.staged,
         )
         .await
         {
@@ -435,8 +541,8 @@ impl<G: EnvGateway> Step<'_, '_, G> {
         patched: &[Workload],
     ) -> Ran {
         match stopped {
-            Stopped::Refused { workload, reason } => {
-                let what = format!("{workload} could not be changed: {reason}");
+            Stopped::Refused { object, reason } => {
+                let what = format!("{object} could not be changed: {reason}");
                 self.end_with_undo(journal, report, Outcome::Failed, what, patched, true, "")
                     .await
             }
@@ -484,18 +590,27 @@ impl<G: EnvGateway> Step<'_, '_, G> {
         undo: bool,
         advice: &str,
     ) -> Ran {
-        let (recorded, note) = if undo && !patched.is_empty() {
+        let changed_any = !patched.is_empty() || !journal.record.applied_objects.is_empty();
+        let (recorded, note) = if undo && changed_any {
             Progress::new().say(&format!("{what}; restoring the previous images"));
             let planned = journal.record.containers.clone();
-            match apply::undo(
-                &self.ctx.gateway,
-                patched,
-                &planned,
-                &self.previous_stamp(),
-                self.opts.timeout,
-            )
-            .await
-            {
+            let restored = match self.staged {
+                Some(staged) => {
+                    let applied = &journal.record.applied_objects;
+                    apply::undo_set(&self.ctx.gateway, staged, applied, self.opts.timeout).await
+                }
+                None => {
+                    apply::undo(
+                        &self.ctx.gateway,
+                        patched,
+                        &planned,
+                        &self.previous_stamp(),
+                        self.opts.timeout,
+                    )
+                    .await
+                }
+            };
+            match restored {
                 Ok(()) => (
                     Outcome::RolledBack,
                     "rolled back: the previous images are running again".to_string(),

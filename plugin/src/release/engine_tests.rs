@@ -11,6 +11,7 @@ use anyhow::Result;
 use super::{Context, Gate, Intent, Interrupt, Options, Wanted, run};
 use crate::cluster::{EnvGateway, EnvSnapshot, Stamp, WaitFailure};
 use crate::config::ReleaseConfig;
+use crate::domain::manifest::{Manifest, ObjectRef, Scope};
 use crate::domain::workload::fixtures::workload;
 use crate::domain::{
     Actor, ContainerChange, Failure, Kind, Outcome, Release, ReleaseKind, Workload, WorkloadRef,
@@ -41,6 +42,9 @@ struct FakeEnv {
     fail_create: bool,
     /// The lease cannot be renewed: the lock is lost once the wait begins.
     loses_lock: bool,
+    /// The objects of the namespace, for releases with manifests.
+    objects: Mutex<BTreeMap<ObjectRef, serde_json::Value>>,
+    applyset: Mutex<Vec<String>>,
 }
 
 impl FakeEnv {
@@ -54,6 +58,8 @@ impl FakeEnv {
             wait: WaitResult::Ok,
             fail_create: false,
             loses_lock: false,
+            objects: Mutex::default(),
+            applyset: Mutex::default(),
         }
     }
 
@@ -164,6 +170,53 @@ impl EnvGateway for FakeEnv {
             WaitResult::Hang => std::future::pending().await,
         }
     }
+    async fn served_scope(&self, _: &str, kind: &str) -> Result<Option<Scope>> {
+        Ok(match kind {
+            "Unknown" => None,
+            "Namespace" | "ClusterRole" => Some(Scope::Cluster),
+            _ => Some(Scope::Namespaced),
+        })
+    }
+    async fn live_object(&self, id: &ObjectRef) -> Result<Option<serde_json::Value>> {
+        Ok(self.objects.lock().unwrap().get(id).cloned())
+    }
+    async fn apply_object(
+        &self,
+        m: &Manifest,
+        dry_run: bool,
+        _: bool,
+    ) -> Result<serde_json::Value> {
+        if !dry_run {
+            self.say(format!("apply {}", m.id()));
+            self.objects
+                .lock()
+                .unwrap()
+                .insert(m.id(), m.object.clone());
+        }
+        Ok(m.object.clone())
+    }
+    async fn delete_object(&self, id: &ObjectRef) -> Result<()> {
+        self.say(format!("delete {id}"));
+        self.objects.lock().unwrap().remove(id);
+        Ok(())
+    }
+    fn applyset_id(&self) -> String {
+        "applyset-test-v1".into()
+    }
+    async fn applyset_kinds(&self) -> Result<Vec<String>> {
+        Ok(self.applyset.lock().unwrap().clone())
+    }
+    async fn applyset_members(&self, _: &[String]) -> Result<Vec<ObjectRef>> {
+        Ok(self.objects.lock().unwrap().keys().cloned().collect())
+    }
+    async fn ensure_namespace(&self) -> Result<bool> {
+        Ok(false)
+    }
+    async fn write_applyset(&self, kinds: &[String]) -> Result<()> {
+        self.say(format!("applyset {}", kinds.join(",")));
+        *self.applyset.lock().unwrap() = kinds.to_vec();
+        Ok(())
+    }
 }
 
 fn config() -> ReleaseConfig {
@@ -193,6 +246,7 @@ fn opts(atomic: bool) -> Options {
         timeout: Duration::from_secs(5),
         atomic,
         dry_run: false,
+        force_conflicts: false,
     }
 }
 

@@ -51,6 +51,14 @@ impl<'g, G: EnvGateway> Journal<'g, G> {
         self.write().await;
     }
 
+    /// Notes that an object of the manifests has been applied.
+    pub async fn applied_object(&mut self, object: &crate::domain::manifest::ObjectRef) {
+        if !self.record.applied_objects.contains(object) {
+            self.record.applied_objects.push(object.clone());
+        }
+        self.write().await;
+    }
+
     /// Ends the record with `outcome`.
     pub async fn finish(
         &mut self,

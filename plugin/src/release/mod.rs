@@ -15,6 +15,7 @@ pub mod engine;
 pub mod gate;
 pub mod interrupt;
 pub mod journal;
+pub mod manifests;
 pub mod policy;
 pub mod report;
 
@@ -50,6 +51,8 @@ pub struct Intent {
     /// Environments the verb has already read (a promotion's source): hooks see them without a
     /// second read and without `needs: [environments]`.
     pub seen: Vec<hooks_sdk::EnvironmentState>,
+    /// The environment's manifests rendered for this release (an environment with `manifests`).
+    pub manifests: Option<manifests::Desired>,
 }
 
 impl Intent {
@@ -65,6 +68,7 @@ impl Intent {
             forced_source: false,
             restored_revision: None,
             seen: Vec::new(),
+            manifests: None,
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct Options {
     pub atomic: bool,
     /// Stop before the first change.
     pub dry_run: bool,
+    /// Take over manifest fields another field manager owns.
+    pub force_conflicts: bool,
 }
 
 /// Everything a release needs to know about where it runs.

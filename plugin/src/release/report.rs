@@ -33,6 +33,11 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Why it ended so, in words (empty when it simply succeeded).
     pub message: String,
+    /// For an environment with manifests: what the release does to each object (created,
+    /// updated with its diff, unchanged, pruned).
+    pub objects: Vec<super::manifests::ObjectChange>,
+    /// `sha256:…` of the rendered manifests (none without manifests).
+    pub manifests_digest: Option<String>,
 }
 
 impl Report {
@@ -51,6 +56,8 @@ impl Report {
             approvals: Vec::new(),
             warnings: Vec::new(),
             message: String::new(),
+            objects: Vec::new(),
+            manifests_digest: None,
         }
     }
 
@@ -102,11 +109,42 @@ impl Report {
                 &rows,
             ));
         }
+        if !self.objects.is_empty() {
+            out.push_str(&self.render_objects());
+        }
         if !self.hooks.is_empty() {
             out.push_str(&render_verdicts(&self.hooks));
         }
         for warning in &self.warnings {
             out.push_str(&format!("warning: {warning}\n"));
+        }
+        out
+    }
+
+    /// Objects of the manifests with what happens to each; a plan also shows every diff.
+    fn render_objects(&self) -> String {
+        use super::manifests::ObjectAction;
+        let rows: Vec<Vec<String>> = self
+            .objects
+            .iter()
+            .map(|o| {
+                let action = match o.action {
+                    ObjectAction::Create => "+ create",
+                    ObjectAction::Update => "~ update",
+                    ObjectAction::Unchanged => "= unchanged",
+                    ObjectAction::Prune => "- prune",
+                };
+                vec![o.object.to_string(), action.to_string()]
+            })
+            .collect();
+        let mut out = output::table(&["OBJECT", "ACTION"], &rows);
+        if self.outcome == Outcome::Planned {
+            for o in self.objects.iter().filter(|o| !o.diff.is_empty()) {
+                out.push_str(&o.diff);
+                if !o.diff.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
         }
         out
     }
