@@ -116,6 +116,8 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Show what a deploy would change and every hook verdict; changes nothing
     Plan(DeployArgs),
+    /// Adopt a running app: write release.yaml and export each environment's objects as manifests
+    Init(InitArgs),
     /// Test, verify, push and pull WASM hooks
     #[command(subcommand)]
     Hooks(HooksCommand),
@@ -189,6 +191,25 @@ pub struct RolloutArgs {
     /// Take over manifest fields another field manager (kubectl, a controller) owns
     #[arg(long)]
     pub force_conflicts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The app's name (release.yaml's `app`)
+    #[arg(long)]
+    pub app: String,
+    /// The image repository, without tag (release.yaml's `image`)
+    #[arg(long, value_name = "REPOSITORY")]
+    pub image: String,
+    /// An environment to adopt: NAME=NAMESPACE, or NAME=NAMESPACE@CONTEXT (repeat, in promotion order)
+    #[arg(long = "env", value_name = "NAME=NAMESPACE[@CONTEXT]", required = true)]
+    pub envs: Vec<String>,
+    /// Directory of the app's repository to write into
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Overwrite an existing release.yaml and manifests
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

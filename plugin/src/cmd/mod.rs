@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod history;
 pub mod hooks;
 pub mod hooks_registry;
+pub mod init;
 pub mod policy;
 pub mod promote;
 pub mod rollback;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     match &cli.command {
         Command::Deploy(args) => deploy::run(global, &load_config(global)?, args, false).await,
         Command::Plan(args) => deploy::run(global, &load_config(global)?, args, true).await,
+        Command::Init(args) => init::run(global, args).await,
         Command::Status(args) => status::run(global, &load_config(global)?, args).await,
         Command::Where(args) => where_::run(global, &load_config(global)?, args).await,
         Command::History(args) => history::run(global, &load_config(global)?, &args.env).await,
