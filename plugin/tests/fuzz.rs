@@ -1251,3 +1251,60 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Manifests: the app's YAML, and live objects read back from the cluster
+// ---------------------------------------------------------------------------------------------
+
+/// Manifests as a team might write them, then mangled.
+fn manifest_soup() -> impl Strategy<Value = String> {
+    let good = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: r/web:1\n---\napiVersion: v1\nkind: List\nitems:\n  - {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}\n";
+    prop_oneof![
+        2 => vec(edit(), 1..5).prop_map(move |edits| apply_edits(good, &edits)),
+        1 => yaml_soup(),
+        1 => vec(yaml_soup(), 1..4).prop_map(|docs| docs.join("\n---\n")),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// Whatever the file says, parsing ends in objects or an error naming a line inside it.
+    #[test]
+    fn manifests_parse_arbitrary_text(text in manifest_soup()) {
+        use kubectl_release::domain::manifest;
+        match manifest::parse("kubernetes/qa/web.yaml", &text) {
+            Ok(objects) => {
+                for mut m in objects {
+                    prop_assert!(!m.name().is_empty());
+                    let _ = manifest::pin_images(&mut m, "r/web", &|_| Some("r/web@sha256:0".into()));
+                    let _ = manifest::check_scope(&mut m, manifest::Scope::Namespaced, "qa", manifest::Allowed::default());
+                }
+            }
+            Err(e) => {
+                let lines = text.lines().count().max(1);
+                prop_assert!(e.origin.line >= 1 && e.origin.line <= lines + 1, "line {} of {lines}: {e}", e.origin.line);
+            }
+        }
+    }
+
+    /// Live objects are whatever the cluster holds: diff and drift never panic on them, and an
+    /// object never drifts from itself.
+    #[test]
+    fn diff_and_drift_take_any_object(applied in json_value(), live in json_value()) {
+        use kubectl_release::domain::manifest::{self, ObjectRef};
+        let id = ObjectRef { api_version: "v1".into(), kind: "Secret".into(), namespace: None, name: "s".into() };
+        let _ = manifest::diff(&id, Some(&live), Some(&applied));
+        let _ = manifest::drift(&applied, &live);
+        prop_assert!(manifest::diff(&id, Some(&applied), Some(&applied)).is_empty());
+        prop_assert!(manifest::drift(&applied, &applied).is_empty(), "{applied}");
+    }
+}
+
+/// Found by `manifests_parse_arbitrary_text`: the YAML parser counts a lone CR as a line break
+/// and pointed past the file's last line.
+#[test]
+fn a_manifest_error_after_a_lone_carriage_return_stays_inside_the_file() {
+    let err = kubectl_release::domain::manifest::parse("m.yaml", "apiVersion: \n\r~").unwrap_err();
+    assert!(err.origin.line <= 2, "{err}");
+}

@@ -232,4 +232,8 @@ impl EnvGateway for KubeEnv {
         self.objects.create_namespace(&self.app).await?;
         Ok(true)
     }
+
+    async fn delete_namespace(&self) -> Result<()> {
+        self.objects.delete_namespace().await
+    }
 }

@@ -13,6 +13,7 @@ pub mod approvals;
 pub mod cache;
 pub mod clients;
 pub mod env;
+pub mod export;
 pub mod identity;
 pub mod lease;
 pub mod objects;
@@ -118,4 +119,7 @@ pub trait EnvGateway {
     async fn write_applyset(&self, group_kinds: &[String]) -> Result<()>;
     /// Creates the environment's namespace when it does not exist; true when it was created.
     async fn ensure_namespace(&self) -> Result<bool>;
+    /// Deletes the namespace [`EnvGateway::ensure_namespace`] created, for a release that
+    /// ended without changing anything.
+    async fn delete_namespace(&self) -> Result<()>;
 }

@@ -8,7 +8,7 @@
 //! so the parent says `kubectl/…`: `kubectl apply --prune --applyset=configmap/<parent>` then
 //! sees and prunes the same set this tool does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -24,6 +24,10 @@ pub const LABEL_APPLYSET_ID: &str = "applyset.kubernetes.io/id";
 pub const LABEL_PART_OF: &str = "applyset.kubernetes.io/part-of";
 pub const ANNOTATION_TOOLING: &str = "applyset.kubernetes.io/tooling";
 pub const ANNOTATION_GROUP_KINDS: &str = "applyset.kubernetes.io/contains-group-kinds";
+/// Namespaces other than the parent's holding members (an environment allowing
+/// `otherNamespaces`), as KEP-3659 and kubectl name them: without it a member there is never
+/// found, so never pruned.
+pub const ANNOTATION_ADDITIONAL_NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
 /// kubectl refuses ApplySets whose tooling name is not `kubectl`; the version part says who wrote it.
 const TOOLING: &str = concat!(
     "kubectl/v1.32.0+kubectl-release.",
@@ -45,6 +49,9 @@ pub struct Objects {
     served: Mutex<HashMap<String, Option<Arc<Vec<Served>>>>>,
     /// group → its preferred version, for the group-kinds an ApplySet parent names.
     preferred: Mutex<Option<Arc<BTreeMap<String, String>>>>,
+    /// Namespaces other than `namespace` of the objects applied (or dry-run) through this
+    /// value: this set's additional namespaces.
+    others: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl Objects {
@@ -54,6 +61,7 @@ impl Objects {
             namespace: namespace.into(),
             served: Mutex::new(HashMap::new()),
             preferred: Mutex::new(None),
+            others: std::sync::Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -132,6 +140,14 @@ impl Objects {
     pub async fn apply(&self, m: &Manifest, dry_run: bool, force: bool) -> Result<Value> {
         let id = m.id();
         let api = self.api_for(&id).await?;
+        if let Some(ns) = id.namespace.as_deref()
+            && ns != self.namespace
+        {
+            self.others
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(ns.to_string());
+        }
         let mut params = PatchParams::apply(names::MANAGER);
         if force {
             params = params.force();
@@ -167,6 +183,20 @@ impl Objects {
             .is_some())
     }
 
+    /// Deletes the namespace (one this run created and left empty).
+    pub async fn delete_namespace(&self) -> Result<()> {
+        let api = Api::<Namespace>::all(self.client.clone());
+        match api
+            .delete(&self.namespace, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("cannot delete namespace {}", self.namespace))),
+        }
+    }
+
     /// Creates the namespace (server-side applied, so a racing creation is no error).
     pub async fn create_namespace(&self, app: &str) -> Result<()> {
         let api = Api::<Namespace>::all(self.client.clone());
@@ -186,24 +216,49 @@ impl Objects {
 
     /// The group-kinds the app's ApplySet parent says it contains (empty: no set yet).
     pub async fn applyset_group_kinds(&self, app: &str) -> Result<Vec<String>> {
+        self.parent_list(app, ANNOTATION_GROUP_KINDS).await
+    }
+
+    /// A comma-separated annotation of the app's ApplySet parent (empty: no set yet).
+    async fn parent_list(&self, app: &str, annotation: &str) -> Result<Vec<String>> {
         let api = Api::<ConfigMap>::namespaced(self.client.clone(), &self.namespace);
         let name = Self::parent_name(app);
         let parent = api
             .get_opt(&name)
             .await
             .with_context(|| format!("cannot read the ApplySet parent configmap/{name}"))?;
-        let kinds = parent
+        let items = parent
             .as_ref()
             .and_then(|p| p.metadata.annotations.as_ref())
-            .and_then(|a| a.get(ANNOTATION_GROUP_KINDS))
+            .and_then(|a| a.get(annotation))
             .map(|s| {
                 s.split(',')
+                    .map(str::trim)
                     .filter(|k| !k.is_empty())
                     .map(str::to_string)
                     .collect()
             })
             .unwrap_or_default();
-        Ok(kinds)
+        Ok(items)
+    }
+
+    /// Every namespace that may hold members: the parent's, the ones its annotation names (the
+    /// previous set's) and the ones this set's objects are in.
+    async fn member_namespaces(&self, app: &str) -> Result<BTreeSet<String>> {
+        let mut namespaces: BTreeSet<String> = self
+            .parent_list(app, ANNOTATION_ADDITIONAL_NAMESPACES)
+            .await?
+            .into_iter()
+            .collect();
+        namespaces.extend(
+            self.others
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .cloned(),
+        );
+        namespaces.insert(self.namespace.clone());
+        Ok(namespaces)
     }
 
     /// Writes the ApplySet parent, naming `group_kinds` (sorted, deduplicated).
@@ -211,13 +266,27 @@ impl Objects {
         let mut kinds = group_kinds.to_vec();
         kinds.sort();
         kinds.dedup();
+        // A namespace stays named while it holds members of these kinds (before the apply:
+        // the previous set's; after the prune: this set's), so none is ever lost track of.
+        let mut namespaces: BTreeSet<String> = self
+            .others
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let listed = self.members(app, &kinds).await?;
+        namespaces.extend(listed.into_iter().filter_map(|m| m.namespace));
+        namespaces.remove(&self.namespace);
         let name = Self::parent_name(app);
         let parent = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {
                 "name": name, "namespace": self.namespace,
                 "labels": {LABEL_APPLYSET_ID: self.applyset_id(app), names::LABEL_MANAGED_BY: names::MANAGER, names::LABEL_APP: app},
-                "annotations": {ANNOTATION_TOOLING: TOOLING, ANNOTATION_GROUP_KINDS: kinds.join(",")},
+                "annotations": {
+                    ANNOTATION_TOOLING: TOOLING,
+                    ANNOTATION_GROUP_KINDS: kinds.join(","),
+                    ANNOTATION_ADDITIONAL_NAMESPACES: namespaces.into_iter().collect::<Vec<_>>().join(","),
+                },
             },
         });
         Api::<ConfigMap>::namespaced(self.client.clone(), &self.namespace)
@@ -231,26 +300,35 @@ impl Objects {
         Ok(())
     }
 
-    /// Every object labelled as a member of the app's set, of the given group-kinds.
+    /// Every object labelled as a member of the app's set, of the given group-kinds, in the
+    /// parent's namespace and the set's additional namespaces (or cluster-wide for a
+    /// cluster-scoped kind).
     pub async fn members(&self, app: &str, group_kinds: &[String]) -> Result<Vec<ObjectRef>> {
         let selector = format!("{LABEL_PART_OF}={}", self.applyset_id(app));
+        let namespaces = self.member_namespaces(app).await?;
         let mut found = Vec::new();
         for group_kind in group_kinds {
             let Some(served) = self.resolve_group_kind(group_kind).await? else {
                 // A kind the server no longer serves has no objects left to prune.
                 continue;
             };
-            let listed = self
-                .api(&served, None)
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .with_context(|| format!("cannot list the app's {group_kind} objects"))?;
-            found.extend(listed.items.into_iter().map(|o| ObjectRef {
-                api_version: served.resource.api_version.clone(),
-                kind: served.resource.kind.clone(),
-                namespace: o.metadata.namespace.clone(),
-                name: o.metadata.name.clone().unwrap_or_default(),
-            }));
+            let scopes: Vec<Option<&str>> = match served.scope {
+                Scope::Namespaced => namespaces.iter().map(|n| Some(n.as_str())).collect(),
+                Scope::Cluster => vec![None],
+            };
+            for namespace in scopes {
+                let listed = self
+                    .api(&served, namespace)
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .with_context(|| format!("cannot list the app's {group_kind} objects"))?;
+                found.extend(listed.items.into_iter().map(|o| ObjectRef {
+                    api_version: served.resource.api_version.clone(),
+                    kind: served.resource.kind.clone(),
+                    namespace: o.metadata.namespace.clone(),
+                    name: o.metadata.name.clone().unwrap_or_default(),
+                }));
+            }
         }
         Ok(found)
     }

@@ -338,3 +338,53 @@ fn discover_all_finds_every_app_of_a_monorepo() {
         ]
     );
 }
+
+#[test]
+fn manifests_and_their_options_are_read_per_environment() {
+    let text = GOOD.replacen(
+        "    namespace: web-qa\n",
+        "    namespace: web-qa\n    manifests: kubernetes/qa\n    createNamespace: true\n    allow: [clusterScoped]\n",
+        1,
+    );
+    let cfg = parse_str(&text).unwrap();
+    let qa = cfg.environment("qa").unwrap().manifests.clone().unwrap();
+    assert_eq!(qa.path, Path::new("kubernetes/qa"));
+    assert!(qa.create_namespace);
+    assert!(qa.allowed.cluster_scoped && !qa.allowed.other_namespaces);
+    assert!(cfg.environment("production").unwrap().manifests.is_none());
+}
+
+#[test]
+fn manifests_outside_the_app_directory_are_refused() {
+    let err = error_with(
+        "    namespace: web-qa\n",
+        "    namespace: web-qa\n    manifests: ../other/kubernetes\n",
+    );
+    assert!(
+        err.contains("environments[0].manifests") && err.contains("no `..`"),
+        "{err}"
+    );
+    let err = error_with(
+        "    namespace: web-qa\n",
+        "    namespace: web-qa\n    manifests: /etc/kubernetes\n",
+    );
+    assert!(err.contains("not absolute"), "{err}");
+}
+
+#[test]
+fn manifest_options_without_manifests_are_refused() {
+    let err = error_with(
+        "    namespace: web-qa\n",
+        "    namespace: web-qa\n    createNamespace: true\n",
+    );
+    assert!(
+        err.contains("environments[0].createNamespace")
+            && err.contains("only applies to an environment with `manifests`"),
+        "{err}"
+    );
+    let err = error_with(
+        "    namespace: web-qa\n",
+        "    namespace: web-qa\n    manifests: k\n    allow: [everything]\n",
+    );
+    assert!(err.contains("allow"), "{err}");
+}

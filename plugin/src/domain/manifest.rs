@@ -273,7 +273,10 @@ fn parse_chunk(chunk: &Chunk<'_>, origin: &Origin) -> Result<Option<Value>, Mani
         Ok(Value::Null) => Ok(None),
         Ok(value) => Ok(Some(value)),
         Err(e) => {
-            let line_in_chunk = e.location().map_or(1, |l| l.line());
+            // The parser counts a lone CR as a line break and may point past the end: keep
+            // the line inside the document, as an editor counts it.
+            let last = chunk.text.lines().count().max(1);
+            let line_in_chunk = e.location().map_or(1, |l| l.line().clamp(1, last));
             let origin = Origin {
                 line: chunk.first_line + line_in_chunk - 1,
                 ..origin.clone()
@@ -841,8 +844,162 @@ fn scalars_match(a: &Value, b: &Value) -> bool {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// What one field manager applied
+
+/// The part of a live object that `manager` set by server-side apply, read from its
+/// `metadata.managedFields` (`fieldsV1`), with the object's identity; `None` when that manager
+/// never applied it.
+///
+/// Putting an object back means applying what we applied before, not the whole live object:
+/// applying the live object makes our manager own every field the server filled in (a
+/// Service's `clusterIP`, say), and the next release, which no longer sets them, would then
+/// ask the server to remove them (for `clusterIP`: "primary clusterIP can not be unset").
+pub fn applied_by(object: &Value, manager: &str) -> Option<Value> {
+    let entries = object.pointer("/metadata/managedFields")?.as_array()?;
+    let mut fields = Map::new();
+    let mut found = false;
+    for entry in entries {
+        let subresource = entry.get("subresource").and_then(Value::as_str);
+        if entry["manager"] != manager
+            || entry["operation"] != "Apply"
+            || subresource.is_some_and(|s| !s.is_empty())
+        {
+            continue;
+        }
+        if let Some(Value::Object(set)) = entry.get("fieldsV1") {
+            merge_fields(&mut fields, set);
+            found = true;
+        }
+    }
+    if !found {
+        return None;
+    }
+    let mut out = select_fields(object, &fields);
+    if !out.is_object() {
+        out = Value::Object(Map::new());
+    }
+    for key in ["apiVersion", "kind"] {
+        out[key] = object[key].clone();
+    }
+    for key in ["name", "namespace"] {
+        if let Some(value) = object.pointer(&format!("/metadata/{key}")) {
+            object_entry(&mut out, "metadata").insert(key.into(), value.clone());
+        }
+    }
+    Some(out)
+}
+
+/// Adds the field set `from` to `into` (both `fieldsV1` maps).
+fn merge_fields(into: &mut Map<String, Value>, from: &Map<String, Value>) {
+    for (key, sub) in from {
+        match (into.get_mut(key), sub) {
+            (Some(Value::Object(mine)), Value::Object(theirs)) => merge_fields(mine, theirs),
+            (Some(_), _) => {}
+            (None, _) => {
+                into.insert(key.clone(), sub.clone());
+            }
+        }
+    }
+}
+
+/// The parts of `value` the `fieldsV1` set names: `f:<field>` of a map; `k:<json>` (items
+/// whose keys have those values), `v:<json>` (an item of that value) or `i:<index>` of a list.
+fn select_fields(value: &Value, fields: &Map<String, Value>) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            fields
+                .iter()
+                .filter_map(|(key, sub)| {
+                    let name = key.strip_prefix("f:")?;
+                    let child = map.get(name)?;
+                    Some((name.to_string(), narrow(child, sub)))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .filter_map(|(index, item)| {
+                    let (_, sub) = fields
+                        .iter()
+                        .find(|(key, _)| item_matches(key, index, item))?;
+                    Some(narrow(item, sub))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `child` narrowed to `sub`: a set naming nothing below it (`{}` or `{".": {}}`) owns the
+/// whole value.
+fn narrow(child: &Value, sub: &Value) -> Value {
+    match sub.as_object() {
+        Some(set) if set.keys().any(|k| k != ".") && (child.is_object() || child.is_array()) => {
+            select_fields(child, set)
+        }
+        _ => child.clone(),
+    }
+}
+
+fn item_matches(key: &str, index: usize, item: &Value) -> bool {
+    if let Some(json) = key.strip_prefix("k:") {
+        match serde_json::from_str::<Value>(json) {
+            Ok(Value::Object(keys)) => keys.iter().all(|(k, v)| item.get(k) == Some(v)),
+            _ => false,
+        }
+    } else if let Some(json) = key.strip_prefix("v:") {
+        serde_json::from_str::<Value>(json).is_ok_and(|v| &v == item)
+    } else if let Some(i) = key.strip_prefix("i:") {
+        i.parse::<usize>() == Ok(index)
+    } else {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn applied_by_keeps_only_what_the_manager_applied() {
+        let live = serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {
+                "name": "web", "namespace": "qa", "uid": "u", "resourceVersion": "7",
+                "labels": {"app": "web", "other": "x"},
+                "managedFields": [
+                    {"manager": "kubectl-release", "operation": "Apply", "fieldsV1": {
+                        "f:metadata": {"f:labels": {"f:app": {}}},
+                        "f:spec": {
+                            "f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}, "f:protocol": {}}},
+                            "f:selector": {}
+                        }
+                    }},
+                    {"manager": "other", "operation": "Update", "fieldsV1": {
+                        "f:metadata": {"f:labels": {"f:other": {}}}
+                    }}
+                ]
+            },
+            "spec": {
+                "clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "type": "ClusterIP",
+                "selector": {"app": "web"},
+                "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]
+            },
+            "status": {"loadBalancer": {}}
+        });
+        assert_eq!(
+            applied_by(&live, "kubectl-release").unwrap(),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "qa", "labels": {"app": "web"}},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "protocol": "TCP"}]}
+            })
+        );
+        assert_eq!(applied_by(&live, "someone"), None);
+    }
+
     use super::*;
     use serde_json::json;
 

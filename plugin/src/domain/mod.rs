@@ -13,6 +13,7 @@ pub mod admission;
 pub mod approvals;
 pub mod attestation;
 pub mod commit;
+pub mod export;
 pub mod failure;
 pub mod hook_request;
 pub mod lock;

@@ -63,20 +63,14 @@ pub async fn run<G: EnvGateway>(
     let mut report = Report::new(&ctx.config.app, &ctx.env.name, intent);
     // Each run judges the approvals as they are now (a run waiting for approvals runs again).
     ctx.gate.forget_approvals();
-    // The lock and the records live in the namespace: it must exist before either.
-    let create_namespace = ctx
-        .env
-        .manifests
-        .as_ref()
-        .is_some_and(|m| m.create_namespace);
-    if !opts.dry_run && intent.manifests.is_some() && create_namespace {
-        match ctx.gateway.ensure_namespace().await {
-            Ok(true) => report
-                .warnings
-                .push(format!("created namespace {}", ctx.namespace)),
-            Ok(false) => {}
-            Err(e) => return Ran::stopped(report, e),
-        }
+    let created_namespace = match create_namespace(ctx, intent, opts).await {
+        Ok(created) => created,
+        Err(e) => return Ran::stopped(report, e),
+    };
+    if created_namespace {
+        report
+            .warnings
+            .push(format!("created namespace {}", ctx.namespace));
     }
     // A dry run changes nothing, so it needs no lock.
     if !opts.dry_run
@@ -84,14 +78,46 @@ pub async fn run<G: EnvGateway>(
     {
         return Ran::stopped(report, e);
     }
-    let ran = match locked(ctx, intent, opts, interrupt, report.clone()).await {
+    let mut ran = match locked(ctx, intent, opts, interrupt, report.clone()).await {
         Ok(ran) => ran,
         Err(e) => Ran::stopped(report, e),
     };
     if !opts.dry_run {
         ctx.gateway.unlock().await;
     }
+    // A release that stopped before its record (denied, invalid) changes nothing: not even the
+    // namespace it created to hold its lock.
+    if created_namespace && ran.report.revision.is_none() {
+        match ctx.gateway.delete_namespace().await {
+            Ok(()) => ran
+                .report
+                .warnings
+                .retain(|w| !w.starts_with("created namespace")),
+            Err(e) => ran.report.warnings.push(format!(
+                "could not delete namespace {} again, which this release created: {e:#}",
+                ctx.namespace
+            )),
+        }
+    }
     ran
+}
+
+/// The lock and the records live in the namespace: an environment with `createNamespace`
+/// gets it before either. True when this run created it.
+async fn create_namespace<G: EnvGateway>(
+    ctx: &Context<'_, G>,
+    intent: &Intent,
+    opts: &Options,
+) -> Result<bool> {
+    let wanted = ctx
+        .env
+        .manifests
+        .as_ref()
+        .is_some_and(|m| m.create_namespace);
+    if opts.dry_run || intent.manifests.is_none() || !wanted {
+        return Ok(false);
+    }
+    ctx.gateway.ensure_namespace().await
 }
 
 /// Everything before the first change: an error here leaves the cluster as it was.

@@ -161,7 +161,13 @@ impl EnvGateway for FakeEnv {
             _ if undoing => Ok(Vec::new()),
             WaitResult::Ok => Ok(Vec::new()),
             WaitResult::Fail => Err(WaitFailure::Failed {
-                workload: self.workloads[0].id.clone(),
+                workload: self.workloads.first().map_or(
+                    WorkloadRef {
+                        kind: Kind::Deployment,
+                        name: "web".into(),
+                    },
+                    |w| w.id.clone(),
+                ),
                 reason: "CrashLoopBackOff".into(),
             }),
             WaitResult::TimeOut => Err(WaitFailure::TimedOut {
@@ -211,6 +217,10 @@ impl EnvGateway for FakeEnv {
     }
     async fn ensure_namespace(&self) -> Result<bool> {
         Ok(false)
+    }
+    async fn delete_namespace(&self) -> Result<()> {
+        self.say("delete namespace".into());
+        Ok(())
     }
     async fn write_applyset(&self, kinds: &[String]) -> Result<()> {
         self.say(format!("applyset {}", kinds.join(",")));
@@ -485,4 +495,130 @@ async fn a_lost_lock_stops_the_release_without_touching_anything_more() {
         "{:?}",
         env.log()
     );
+}
+
+// Releases with manifests: the set is applied in dependency order after the record, waited
+// for, and only then pruned; an undo deletes what the release created.
+
+const SET: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: r/web@sha256:bbb\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-config\ndata:\n  a: b\n";
+
+fn with_manifests(text: &str) -> Intent {
+    let mut intent = deploy();
+    intent.manifests = Some(super::manifests::Desired {
+        path: "kubernetes/qa".into(),
+        commit: crate::domain::CommitSha::parse_full(&"a".repeat(40)).unwrap(),
+        objects: crate::domain::manifest::parse("kubernetes/qa/web.yaml", text).unwrap(),
+        warnings: Vec::new(),
+    });
+    intent
+}
+
+/// An object the previous release applied, now gone from the manifests.
+fn leftover(env: &FakeEnv) {
+    let id = ObjectRef {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        namespace: Some("web-qa".into()),
+        name: "old-config".into(),
+    };
+    env.objects
+        .lock()
+        .unwrap()
+        .insert(id, serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "old-config"}}));
+    *env.applyset.lock().unwrap() = vec!["ConfigMap".into()];
+}
+
+async fn release_set(env: FakeEnv, intent: &Intent, atomic: bool) -> (super::Ran, FakeEnv) {
+    let cfg = config();
+    let ctx = context(&cfg, env);
+    let ran = run(&ctx, intent, &opts(atomic), &Interrupt::new()).await;
+    (ran, ctx.gateway)
+}
+
+#[tokio::test]
+async fn manifests_are_applied_in_dependency_order_and_pruned_after_the_wait() {
+    let env = FakeEnv::new(Vec::new());
+    leftover(&env);
+    let (ran, env) = release_set(env, &with_manifests(SET), false).await;
+    assert!(ran.end.is_ok(), "{:?}", ran.end);
+    assert_eq!(
+        env.log(),
+        [
+            "lock",
+            "create 1 in-progress",
+            "applyset ConfigMap,ConfigMap,Deployment.apps",
+            "apply ConfigMap/web-config",
+            "update 1 in-progress",
+            "apply Deployment/web",
+            "update 1 in-progress",
+            "wait new",
+            "delete ConfigMap/old-config",
+            "applyset ConfigMap,Deployment.apps",
+            "update 1 succeeded",
+            "unlock"
+        ]
+    );
+    let record = env.record(1);
+    let manifests = record.manifests.expect("the record names the set");
+    assert_eq!(manifests.objects.len(), 2);
+    assert_eq!(manifests.pruned[0].name, "old-config");
+    assert_eq!(record.applied_objects.len(), 2);
+    // A new workload's container had no image before.
+    assert_eq!(record.containers[0].before, "");
+}
+
+#[tokio::test]
+async fn the_same_set_again_is_unchanged() {
+    let (first, env) = release_set(FakeEnv::new(Vec::new()), &with_manifests(SET), false).await;
+    assert!(first.end.is_ok(), "{:?}", first.end);
+    let (again, env) = release_set(env, &with_manifests(SET), false).await;
+    assert_eq!(again.report.outcome, Outcome::Unchanged, "{:?}", again.end);
+    let changed = SET.replace("a: b", "a: c");
+    let (config_only, env) = release_set(env, &with_manifests(&changed), false).await;
+    assert_eq!(config_only.report.outcome, Outcome::Succeeded);
+    assert_eq!(
+        config_only.report.revision,
+        Some(2),
+        "a config-only commit is a release"
+    );
+    assert!(env.record(2).manifests.is_some());
+}
+
+#[tokio::test]
+async fn a_failed_rollout_of_a_new_set_with_atomic_deletes_what_it_created() {
+    let mut env = FakeEnv::new(Vec::new());
+    env.wait = WaitResult::Fail;
+    leftover(&env);
+    let (ran, env) = release_set(env, &with_manifests(SET), true).await;
+    assert_eq!(ran.end.unwrap_err().outcome, Outcome::RolledBack);
+    let log = env.log();
+    assert!(
+        log.contains(&"delete Deployment/web".to_string()),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&"delete ConfigMap/web-config".to_string()),
+        "{log:?}"
+    );
+    // Nothing is pruned by a release that did not succeed.
+    assert!(
+        !log.contains(&"delete ConfigMap/old-config".to_string()),
+        "{log:?}"
+    );
+    assert_eq!(env.record(1).outcome, Outcome::RolledBack);
+}
+
+#[tokio::test]
+async fn an_unknown_kind_stops_the_release_before_the_record() {
+    let text =
+        format!("{SET}---\napiVersion: example.com/v1\nkind: Unknown\nmetadata:\n  name: w\n");
+    let (ran, env) = release_set(FakeEnv::new(Vec::new()), &with_manifests(&text), false).await;
+    let failure = ran.end.unwrap_err();
+    assert_eq!(failure.outcome, Outcome::Invalid, "exit 2");
+    assert!(
+        failure.message.contains("kubernetes/qa/web.yaml:19"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(env.log(), ["lock", "unlock"]);
 }

@@ -298,7 +298,11 @@ pub async fn stage<G: EnvGateway>(
             let id = m.id();
             let live = gateway.live_object(&id).await?;
             let merged = gateway.apply_object(&m, true, force).await?;
-            let diff = manifest::diff(&id, live.as_ref(), Some(&merged));
+            let diff = manifest::diff(
+                &id,
+                live.as_ref().map(without_stamp).as_ref(),
+                Some(&without_stamp(&merged)),
+            );
             Ok::<_, anyhow::Error>(StagedObject {
                 manifest: m,
                 live,
@@ -390,11 +394,62 @@ pub fn stamp(m: &Manifest, stamp: &Stamp) -> Manifest {
     m
 }
 
+/// An object without the release's own bookkeeping: the annotations name the revision, so they
+/// change with every release, and the labels only say whose set the object is in. Neither is
+/// config: an adopted app (`init`) whose objects lack them deploys as `unchanged`, and its
+/// objects join the set with the first release that changes anything.
+fn without_stamp(object: &Value) -> Value {
+    let mut object = object.clone();
+    for (field, ours) in [
+        ("annotations", &["kubectl-release.io/"][..]),
+        (
+            "labels",
+            &[
+                "kubectl-release.io/",
+                "applyset.kubernetes.io/part-of",
+                names::LABEL_MANAGED_BY,
+            ][..],
+        ),
+    ] {
+        let Some(map) = object
+            .pointer_mut(&format!("/metadata/{field}"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        map.retain(|k, _| !ours.iter().any(|prefix| k.starts_with(prefix)));
+        if map.is_empty()
+            && let Some(meta) = object["metadata"].as_object_mut()
+        {
+            meta.remove(field);
+        }
+    }
+    object
+}
+
+/// Fields the server allocates once and refuses to see unset later: applied as ours, the next
+/// release (which does not name them) would try to remove them.
+fn without_allocated_fields(mut object: Value) -> Value {
+    for pointer in ["/spec/clusterIP", "/spec/clusterIPs", "/spec/volumeName"] {
+        if let Some((parent, key)) = pointer.rsplit_once('/')
+            && let Some(map) = object.pointer_mut(parent).and_then(Value::as_object_mut)
+        {
+            map.remove(key);
+        }
+    }
+    object
+}
+
 /// The object as it was before the release, to apply again when undoing.
 pub fn restoring(staged: &StagedObject) -> Option<Manifest> {
     let live = staged.live.as_ref()?;
+    // What we applied before, not the whole live object: owning the fields the server filled
+    // in (a Service's clusterIP) would make the next release remove them. An object we never
+    // applied gets its earlier self back whole.
+    let object = manifest::applied_by(live, names::MANAGER)
+        .unwrap_or_else(|| without_allocated_fields(manifest::without_server_fields(live)));
     Some(Manifest {
         origin: staged.manifest.origin.clone(),
-        object: manifest::without_server_fields(live),
+        object,
     })
 }

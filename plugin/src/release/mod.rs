@@ -8,9 +8,12 @@
 //!   path;
 //! - `apply`: patching workload by workload, undoing a partial change, waiting;
 //! - `gate`: the hooks of each phase; `policy`: the cluster's mandatory hooks;
+//! - `manifests`: the app's manifests of a release, rendered, staged, applied, pruned;
+//!   `drift`: where live objects left what the newest release applied;
 //! - `report`: the one document every verb prints; `interrupt`: stopping on a signal.
 
 pub mod apply;
+pub mod drift;
 pub mod engine;
 pub mod gate;
 pub mod interrupt;
