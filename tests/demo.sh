@@ -51,9 +51,12 @@ environments:
   - name: qa
     context: qa
     namespace: web-qa
+    manifests: kubernetes/qa       # the app's config ships with its image
+    createNamespace: true
   - name: production
     context: production
     namespace: web-prod
+    manifests: kubernetes/production
     promoteFrom: qa
     atomic: true
 hooks:
@@ -74,7 +77,46 @@ hooks:
     phases: [pre-promote]
     settings: {required: 2, excludeDeployer: true}
 YAML
-echo "v1" >app.txt && git add app.txt release.yaml && git commit -qm "first version"
+# The app's manifests, one directory per environment: qa runs 2 replicas, production 3.
+manifests() { # DIR REPLICAS LOG_LEVEL
+  mkdir -p "$1"
+  cat >"$1/web.yaml" <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {team: payments, owner: alice}
+spec:
+  replicas: $2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web, team: payments, owner: alice}
+    spec:
+      containers:
+      - name: web
+        image: $REGISTRY/acme/web     # the release pins it to the commit's digest
+        envFrom: [{configMapRef: {name: web-config}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports: [{port: 80, protocol: TCP}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  LOG_LEVEL: $3
+YAML
+}
+manifests kubernetes/qa 2 debug
+manifests kubernetes/production 3 info
+echo "v1" >app.txt && git add app.txt release.yaml kubernetes && git commit -qm "first version"
 FIRST=$(git rev-parse HEAD)
 echo "v2" >app.txt && git commit -qam "second version"
 SECOND=$(git rev-parse HEAD)
@@ -83,39 +125,20 @@ for sha in "$FIRST" "$SECOND"; do
   echo "pushed $REGISTRY/acme/web:$sha -> $(push-image "$REGISTRY" acme/web "$sha")" >&2
 done
 
-say "The app's workloads in qa and production, both on the first commit"
-for ns in web-qa web-prod; do
-  kubectl create namespace "$ns" >/dev/null
-  kubectl -n "$ns" apply -f - >/dev/null <<YAML
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  labels: {team: payments, owner: alice}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata:
-      labels: {app: web, team: payments, owner: alice}
-    spec:
-      containers:
-      - name: web
-        image: $REGISTRY/acme/web:$FIRST
-YAML
-done
-kubectl -n web-qa rollout status deployment/web --timeout=60s >/dev/null
-kubectl -n web-prod rollout status deployment/web --timeout=60s >/dev/null
+say "The platform team has provisioned production's namespace; qa's is created by the first release"
+kubectl create namespace web-prod >/dev/null
 
 run cat release.yaml
 run kubectl release hooks verify
 
-say "Deploy the commit we are on to qa: hooks allow, the image is pinned by digest, the rollout is waited for"
+say "Deploy the commit we are on to qa: its manifests are applied with the image pinned by digest, the rollout is waited for"
 run kubectl release deploy qa
+run kubectl -n web-qa get deploy,svc,configmap -l kubectl-release.io/app=web
 run kubectl -n web-qa get pods -o 'custom-columns=POD:.metadata.name,IMAGE-ID:.status.containerStatuses[0].imageID'
 
 say "Deploying what already runs is a no-op"
 run kubectl release deploy qa
+
 
 say "Production only gets what runs in qa: deploying another commit there is denied by a hook"
 expect_exit 3 kubectl release deploy production "$FIRST"
@@ -132,6 +155,14 @@ run kubectl release approvals production
 
 say "Promote exactly the digests running in qa to production (as CI would: one JSON document)"
 run kubectl release promote qa production --wait -o json
+
+say "A commit that changes the manifests: plan shows each object's diff, deploy ships config and image together"
+manifests kubernetes/qa 3 debug
+git commit -qam "qa: three replicas"
+THIRD=$(git rev-parse HEAD)
+echo "pushed $REGISTRY/acme/web:$THIRD -> $(push-image "$REGISTRY" acme/web "$THIRD")" >&2
+run kubectl release plan qa
+run kubectl release deploy qa
 
 say "Where things stand"
 run kubectl release status

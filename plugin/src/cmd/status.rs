@@ -36,11 +36,7 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) ->
                     s.released_at.as_deref().map_or("-".into(), output::age),
                     s.released_by.clone().unwrap_or_else(|| "-".into()),
                     s.outcome.clone().unwrap_or_else(|| "-".into()),
-                    if s.drift {
-                        format!("yes: {}", s.drift_details.join("; "))
-                    } else {
-                        "no".into()
-                    },
+                    drift_cell(s),
                 ]
             })
             .collect();
@@ -52,6 +48,25 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) ->
         )
     })?;
     Ok(Outcome::Succeeded)
+}
+
+/// Image drift and config drift in one cell.
+fn drift_cell(s: &EnvStatus) -> String {
+    let details: Vec<String> = s
+        .drift_details
+        .iter()
+        .chain(&s.config_drift)
+        .cloned()
+        .collect();
+    let mut cell = if details.is_empty() {
+        "no".to_string()
+    } else {
+        format!("yes: {}", details.join("; "))
+    };
+    if let Some(why) = &s.config_unchecked {
+        cell.push_str(&format!(" (config not checked: {why})"));
+    }
+    cell
 }
 
 /// The status of the named environments (all, in promotion order, when none are named),
@@ -83,13 +98,23 @@ pub async fn collect(
                     .collect();
             crate::cmd::history::shown_as_they_stand(&mut newest, &target, &cfg.app).await;
             let newest = newest.pop();
-            Ok::<_, anyhow::Error>(env_status(
+            let mut status = env_status(
                 &env.name,
                 &target.namespace,
                 &cfg.image,
                 &live,
                 newest.as_ref(),
-            ))
+            );
+            if let Some(newest) = &newest {
+                match crate::release::drift::config_drift(cfg, env, &target, newest).await {
+                    Ok(drift) => {
+                        status.drift |= !drift.is_empty();
+                        status.config_drift = drift;
+                    }
+                    Err(why) => status.config_unchecked = Some(why),
+                }
+            }
+            Ok::<_, anyhow::Error>(status)
         }
     });
     futures::future::try_join_all(reads).await

@@ -30,6 +30,12 @@ pub struct EnvStatus {
     pub drift: bool,
     pub drift_details: Vec<String>,
     pub workloads: usize,
+    /// For an environment with manifests: objects whose live fields differ from what the
+    /// newest release applied (`Deployment/web: spec.replicas changed since revision 4`).
+    pub config_drift: Vec<String>,
+    /// Why config drift could not be checked (the commit is not in this checkout, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_unchecked: Option<String>,
 }
 
 /// Ready and desired pods of one workload (CronJobs count as 0/0: nothing runs between jobs).
@@ -115,6 +121,8 @@ pub fn env_status(
         drift: !drift_details.is_empty(),
         drift_details,
         workloads: live.len(),
+        config_drift: Vec::new(),
+        config_unchecked: None,
     }
 }
 
