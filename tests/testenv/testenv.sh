@@ -236,7 +236,8 @@ EOF
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$DIR/pki/sa.pub" \
     --service-account-signing-key-file "$DIR/pki/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/24
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --kubelet-preferred-address-types InternalIP
   wait_for registry "registry on $registry" curl -fsS "http://$registry/v2/"
   wait_for kube-apiserver "apiserver /readyz" kubectl_admin get --raw /readyz
 

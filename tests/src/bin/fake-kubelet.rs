@@ -35,6 +35,10 @@ struct Args {
     /// API calls (and registry requests) in flight at most.
     #[arg(long, default_value_t = 32)]
     max_concurrent_requests: usize,
+    /// Port of the kubelet API (container logs) on 127.0.0.1; 0 picks a free one. Every node
+    /// registers it in its status, which is where the API server's log proxy looks.
+    #[arg(long, default_value_t = 0)]
+    kubelet_port: u16,
 }
 
 #[tokio::main]
@@ -69,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             ..Timing::default()
         },
         max_concurrent_requests: args.max_concurrent_requests.max(1),
+        kubelet_port: args.kubelet_port,
     };
     kubelet::run(client, config).await
 }

@@ -32,10 +32,13 @@ pub fn node_name(index: usize) -> String {
     format!("fake-node-{index}")
 }
 
-/// Address of the `index`-th fake node; a loopback address nobody listens on, so `kubectl logs`
-/// fails fast instead of hanging.
-pub fn node_ip(index: usize) -> String {
-    format!("127.0.1.{}", index.clamp(1, 254))
+/// Address of the fake nodes (their `InternalIP`): loopback, where the fake kubelet serves the
+/// kubelet API for all of them (the API server proxies `kubectl logs` there).
+pub const NODE_IP: &str = "127.0.0.1";
+
+/// Address of the `index`-th fake node: [`NODE_IP`], for every node.
+pub fn node_ip(_index: usize) -> String {
+    NODE_IP.to_string()
 }
 
 /// The conditions of a healthy node, heartbeat `now`.
@@ -76,8 +79,8 @@ fn conditions(now: Timestamp) -> Vec<NodeCondition> {
     ]
 }
 
-/// A Ready node with room for hundreds of pods.
-pub fn node_object(index: usize, now: Timestamp) -> Node {
+/// A Ready node with room for hundreds of pods, its kubelet API on `kubelet_port`.
+pub fn node_object(index: usize, now: Timestamp, kubelet_port: u16) -> Node {
     let name = node_name(index);
     let capacity: BTreeMap<String, Quantity> = [
         ("cpu", "64"),
@@ -120,7 +123,9 @@ pub fn node_object(index: usize, now: Timestamp) -> Node {
                 },
             ]),
             daemon_endpoints: Some(NodeDaemonEndpoints {
-                kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+                kubelet_endpoint: Some(DaemonEndpoint {
+                    port: i32::from(kubelet_port),
+                }),
             }),
             node_info: Some(NodeSystemInfo {
                 architecture: "amd64".into(),
@@ -145,9 +150,9 @@ pub fn node_object(index: usize, now: Timestamp) -> Node {
 ///
 /// # Errors
 /// When the API server refuses the node or cannot be reached.
-pub async fn register(client: &Client, index: usize) -> anyhow::Result<String> {
+pub async fn register(client: &Client, index: usize, kubelet_port: u16) -> anyhow::Result<String> {
     let api: Api<Node> = Api::all(client.clone());
-    let node = node_object(index, Timestamp::now());
+    let node = node_object(index, Timestamp::now(), kubelet_port);
     let name = node_name(index);
     match api.create(&PostParams::default(), &node).await {
         Ok(created) => Ok(created.uid().unwrap_or_default()),
@@ -254,7 +259,7 @@ mod tests {
 
     #[test]
     fn nodes_are_ready_with_generous_capacity() {
-        let node = node_object(2, Timestamp::UNIX_EPOCH);
+        let node = node_object(2, Timestamp::UNIX_EPOCH, 31_250);
         assert_eq!(node.metadata.name.as_deref(), Some("fake-node-2"));
         let status = node.status.unwrap();
         let ready = status
@@ -268,6 +273,13 @@ mod tests {
         assert_eq!(capacity["cpu"].0, "64");
         assert_eq!(capacity["memory"].0, "256Gi");
         assert_eq!(capacity["pods"].0, "500");
-        assert_eq!(status.addresses.unwrap()[0].address, "127.0.1.2");
+        let addresses = status.addresses.unwrap();
+        assert_eq!(addresses[0].type_, "InternalIP");
+        assert_eq!(
+            addresses[0].address, "127.0.0.1",
+            "where the kubelet API is"
+        );
+        let endpoint = status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap();
+        assert_eq!(endpoint.port, 31_250);
     }
 }

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, watch};
 
 use super::image::{PullOutcome, Puller};
+use super::logs::LogStore;
 use super::status::{ImageState, PodRuntime, Timing, pod_status};
 
 /// How soon a failed pull is tried again. Much shorter than the real kubelet's back-off, so a
@@ -35,6 +36,8 @@ pub struct Shared {
     pub api_calls: Semaphore,
     /// Bounds the registry requests in flight.
     pub pulls: Semaphore,
+    /// The containers' logs, which the kubelet API serves.
+    pub logs: Arc<LogStore>,
 }
 
 /// A node's pods, for as long as the process runs: watches the pods bound to `node` and keeps
@@ -62,8 +65,16 @@ pub async fn run_node(shared: Arc<Shared>, node: String, host_ip: String) {
             }
             Ok(watcher::Event::InitDone) => {
                 if let Some(seen) = relisted.take() {
-                    pods.workers.retain(|uid, _| seen.contains(uid));
-                    pods.deleting.retain(|uid| seen.contains(uid));
+                    let gone: Vec<String> = pods
+                        .workers
+                        .keys()
+                        .chain(pods.deleting.iter())
+                        .filter(|uid| !seen.contains(*uid))
+                        .cloned()
+                        .collect();
+                    for uid in gone {
+                        pods.forget(&uid);
+                    }
                 }
             }
             Ok(watcher::Event::Apply(pod)) => pods.apply(pod),
@@ -87,6 +98,7 @@ impl NodePods {
         let uid = pod.uid().unwrap_or_default();
         if pod.metadata.deletion_timestamp.is_some() {
             self.workers.remove(&uid);
+            self.shared.logs.forget(&uid);
             if self.deleting.insert(uid) {
                 tokio::spawn(delete_now(self.shared.clone(), pod));
             }
@@ -102,6 +114,7 @@ impl NodePods {
 
     fn forget(&mut self, uid: &str) {
         self.workers.remove(uid);
+        self.shared.logs.forget(uid);
         self.deleting.remove(uid);
     }
 }
@@ -149,6 +162,12 @@ async fn run_pod(shared: Arc<Shared>, host_ip: String, mut pod_rx: watch::Receiv
         };
         let previous = reported.as_ref().or(pod.status.as_ref());
         let computed = pod_status(&pod, &runtime, &shared.timing, previous, Timestamp::now());
+        shared.logs.sync(
+            &pod.namespace().unwrap_or_default(),
+            &pod.name_any(),
+            &pod.uid().unwrap_or_default(),
+            &computed.logs,
+        );
 
         let mut wake = computed.next_change;
         if reported.as_ref() != Some(&computed.status) {

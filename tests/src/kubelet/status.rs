@@ -1,18 +1,27 @@
 //! The pod status the fake kubelet reports: a pure function of the pod, what the image pulls came
-//! to and the clock, so every state a test relies on is unit-tested here without a cluster.
+//! to and the clock, so every state a test relies on is unit-tested here without a cluster. The
+//! containers' logs come out of the same computation.
 //!
-//! Timeline of one container, counted from the moment its image was pulled:
-//! - pulled, ordinary image: `running` at once, `ready` after [`Timing::ready_delay`]; in a pod
-//!   that runs to completion (restartPolicy `Never`/`OnFailure`) it terminates with exit code 0
-//!   at that point instead, and the pod becomes `Succeeded`.
-//! - pulled, image marked [`super::image::CRASHLOOP_MARKER`]: `waiting: CrashLoopBackOff` with a
-//!   `lastState.terminated` exit code 1 and one more restart every [`Timing::crash_interval`];
-//!   with restartPolicy `Never` it terminates once with exit code 1 and the pod is `Failed`.
-//! - pull failed: `waiting: ErrImagePull` for [`Timing::pull_backoff_after`], then
-//!   `waiting: ImagePullBackOff`.
+//! What one run of a container does (its "program"), counted from the moment its image was
+//! pulled (and the init containers before it are done):
+//! - `sh -c SCRIPT` ([`super::script`]): the script's log lines at their offsets, for the
+//!   script's duration, then its `exit` code; falling off the end is exit 0 in init containers
+//!   and pods that run to completion, and runs forever in `Always` pods;
+//! - no script: no log lines; `Always` app containers run forever, others exit 0 after
+//!   [`Timing::ready_delay`] (init containers: at once);
+//! - image marked [`super::image::CRASHLOOP_MARKER`]: the script's lines (or [`CRASH_LINE`]) and
+//!   exit code 1, instantly.
 //!
-//! Init containers run to completion instantly once pulled; the app containers start after the
-//! last one.
+//! A run that ended is restarted by restartPolicy (`Always`: whatever the code; `OnFailure`, and
+//! init containers of `Always` pods: non-zero codes; `Never`: never) [`Timing::crash_interval`]
+//! after it ended, `waiting: CrashLoopBackOff` with `lastState.terminated` in between, the
+//! restart count counting the ended runs; otherwise the container stays terminated (`Completed`
+//! for 0, else `Error`). App containers are ready [`Timing::ready_delay`] after each start.
+//!
+//! A pull that failed: `waiting: ErrImagePull` for [`Timing::pull_backoff_after`], then
+//! `waiting: ImagePullBackOff`. A pod still running past its `activeDeadlineSeconds` (from
+//! `startTime`) is `Failed`, reason `DeadlineExceeded`, as it was at the deadline, with its
+//! running containers terminated (exit code 137).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,6 +35,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sha2::{Digest, Sha256};
 
 use super::image::is_crashloop;
+use super::logs::RunLog;
+use super::script::container_timeline;
 
 /// The delays of the simulated containers.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +90,9 @@ pub struct PodRuntime<'a> {
 pub struct ComputedStatus {
     pub status: PodStatus,
     pub next_change: Option<Timestamp>,
+    /// Per container (init containers included), the logs of its last two runs, oldest first;
+    /// absent for containers that have not run.
+    pub logs: BTreeMap<String, Vec<RunLog>>,
 }
 
 /// Reasons the kubelet and the tools reading pods agree on.
@@ -90,6 +104,8 @@ pub mod reason {
     pub const POD_INITIALIZING: &str = "PodInitializing";
     pub const COMPLETED: &str = "Completed";
     pub const ERROR: &str = "Error";
+    /// The pod's `reason` once it ran past its `activeDeadlineSeconds`.
+    pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 }
 
 /// Computes the status of `pod` at `now`.
@@ -108,10 +124,17 @@ pub fn pod_status(
     let restart_policy = spec
         .and_then(|s| s.restart_policy.as_deref())
         .unwrap_or("Always");
+    // Past its deadline, the pod is what it was at the deadline, stopped.
+    let deadline = spec
+        .and_then(|s| s.active_deadline_seconds)
+        .map(|s| runtime.started + SignedDuration::from_secs(s.max(0)));
+    let exceeded = deadline.filter(|d| now >= *d);
+    let at = exceeded.unwrap_or(now);
     let mut next = NextChange::default();
+    let mut logs = BTreeMap::new();
 
-    // Init containers, in order: each completes as soon as it is pulled, and the first one that
-    // cannot complete holds back the rest.
+    // Init containers, in order: each completes as soon as it is pulled (or its script ends),
+    // and the first one that cannot complete holds back the rest.
     let mut init_statuses = Vec::new();
     let mut init_done_at = Some(runtime.started);
     for container in spec
@@ -132,14 +155,17 @@ pub fn pod_status(
             not_before: ready_since,
             run_for: Duration::ZERO,
         };
-        let (status, done_at) = c.status(timing, now, &mut next);
-        init_statuses.push(status);
-        init_done_at = done_at;
+        let outcome = c.status(timing, at, &mut next);
+        init_statuses.push(outcome.status);
+        init_done_at = outcome.done_at;
+        if !outcome.logs.is_empty() {
+            logs.insert(container.name.clone(), outcome.logs);
+        }
     }
 
     let app_containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
     let runs_to_completion = restart_policy != "Always";
-    let statuses: Vec<ContainerStatus> = app_containers
+    let mut statuses: Vec<ContainerStatus> = app_containers
         .iter()
         .map(|container| match init_done_at {
             None => waiting(container, reason::POD_INITIALIZING, None, 0),
@@ -154,13 +180,41 @@ pub fn pod_status(
                     not_before,
                     run_for: timing.ready_delay,
                 };
-                c.status(timing, now, &mut next).0
+                let outcome = c.status(timing, at, &mut next);
+                if !outcome.logs.is_empty() {
+                    logs.insert(container.name.clone(), outcome.logs);
+                }
+                outcome.status
             }
         })
         .collect();
 
-    let phase = phase(init_done_at.is_some(), &statuses, restart_policy);
-    let terminal = phase == "Succeeded" || phase == "Failed";
+    let mut phase = phase(init_done_at.is_some(), &statuses, restart_policy);
+    let mut terminal = phase == "Succeeded" || phase == "Failed";
+    let mut pod_reason = None;
+    if let Some(deadline) = exceeded
+        && !terminal
+    {
+        // As the kubelet: the pod fails and its containers are killed.
+        for s in init_statuses.iter_mut().chain(statuses.iter_mut()) {
+            killed(s, deadline);
+        }
+        for runs in logs.values_mut() {
+            for run in runs {
+                run.ended = true;
+            }
+        }
+        phase = "Failed";
+        terminal = true;
+        pod_reason = Some(reason::DEADLINE_EXCEEDED);
+    }
+    if exceeded.is_some() {
+        next = NextChange::default();
+    } else if let Some(deadline) = deadline
+        && !terminal
+    {
+        next.at(deadline);
+    }
     let conditions = conditions(
         pod,
         init_done_at.is_some(),
@@ -172,6 +226,9 @@ pub fn pod_status(
 
     let status = PodStatus {
         phase: Some(phase.to_string()),
+        reason: pod_reason.map(str::to_string),
+        message: pod_reason
+            .map(|_| "Pod was active on the node longer than the specified deadline".to_string()),
         conditions: Some(conditions),
         host_ip: Some(runtime.host_ip.to_string()),
         pod_ip: Some(runtime.pod_ip.to_string()),
@@ -186,6 +243,7 @@ pub fn pod_status(
     ComputedStatus {
         status,
         next_change: next.0,
+        logs,
     }
 }
 
@@ -210,25 +268,99 @@ struct ContainerRun<'a> {
     restart_policy: &'a str,
     /// The container cannot start before this (the end of the init containers).
     not_before: Timestamp,
-    /// How long it runs before ready (or completed, when it runs to completion).
+    /// Without a script: how long it runs before ready (or completed, when it runs to
+    /// completion).
     run_for: Duration,
 }
 
+/// The log line of each run of a crash-looping container without a script of its own.
+pub const CRASH_LINE: &str = "fake crash: exit 1";
+
+/// What one run of a container does; every run of it does the same.
+struct Program {
+    lines: Vec<(Duration, String)>,
+    duration: Duration,
+    /// `None`: runs until stopped.
+    exit: Option<i32>,
+}
+
+/// Where the runs of a container stand.
+#[derive(Clone, Copy)]
+enum Runs {
+    /// Run `k` is running.
+    Running(u32),
+    /// Run `k` ended and is not restarted: terminated for good.
+    Done(u32),
+    /// Run `k` ended; the next one starts after the back-off.
+    BackOff(u32),
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+/// The output of [`ContainerRun::status`].
+struct RunOutcome {
+    status: ContainerStatus,
+    /// When it completed successfully, if it did.
+    done_at: Option<Timestamp>,
+    /// Its last two runs' logs.
+    logs: Vec<RunLog>,
+}
+
 impl ContainerRun<'_> {
-    /// The container's status, and when it completed successfully if it did.
-    fn status(
-        &self,
-        timing: &Timing,
-        now: Timestamp,
-        next: &mut NextChange,
-    ) -> (ContainerStatus, Option<Timestamp>) {
+    fn program(&self, crashes: bool) -> Program {
+        let script = container_timeline(self.container);
+        if crashes {
+            // A crash is instantaneous: the script's lines, then exit code 1, whatever it says.
+            let lines = match script {
+                Some(t) if !t.lines.is_empty() => t
+                    .lines
+                    .into_iter()
+                    .map(|(_, l)| (Duration::ZERO, l))
+                    .collect(),
+                _ => vec![(Duration::ZERO, CRASH_LINE.to_string())],
+            };
+            return Program {
+                lines,
+                duration: Duration::ZERO,
+                exit: Some(1),
+            };
+        }
+        match script {
+            Some(t) => Program {
+                exit: t.exit.or(self.runs_to_completion.then_some(0)),
+                lines: t.lines,
+                duration: t.duration,
+            },
+            None => Program {
+                lines: Vec::new(),
+                duration: self.run_for,
+                exit: self.runs_to_completion.then_some(0),
+            },
+        }
+    }
+
+    /// Whether a run that exited with `code` is restarted.
+    fn restarts(&self, code: i32) -> bool {
+        // Init containers of `Always` pods are restarted on failure only.
+        match (self.init, self.restart_policy) {
+            (_, "Never") => false,
+            (true, _) | (_, "OnFailure") => code != 0,
+            _ => true,
+        }
+    }
+
+    fn status(&self, timing: &Timing, now: Timestamp, next: &mut NextChange) -> RunOutcome {
+        let no_run = |status| RunOutcome {
+            status,
+            done_at: None,
+            logs: Vec::new(),
+        };
         let name = &self.container.name;
         let (image_id, pulled_at, crashes) = match self.image {
             None => {
-                return (
-                    waiting(self.container, reason::CONTAINER_CREATING, None, 0),
-                    None,
-                );
+                return no_run(waiting(self.container, reason::CONTAINER_CREATING, None, 0));
             }
             Some(ImageState::Failed { message, since }) => {
                 let backoff_at = *since + timing.pull_backoff_after;
@@ -244,7 +376,7 @@ impl ContainerRun<'_> {
                 } else {
                     format!("failed to pull image {image:?}: {message}")
                 };
-                return (waiting(self.container, reason, Some(message), 0), None);
+                return no_run(waiting(self.container, reason, Some(message), 0));
             }
             Some(ImageState::Pulled {
                 image_id,
@@ -261,85 +393,169 @@ impl ContainerRun<'_> {
         if now < start {
             // Pulled, but the init containers are not done yet.
             next.at(start);
-            return (status, None);
+            return no_run(status);
         }
 
-        if crashes || is_crashloop(&image_of(self.container)) {
-            let crash = |restarts: i32, at: Timestamp| ContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    exit_code: 1,
-                    reason: Some(reason::ERROR.to_string()),
-                    started_at: Some(Time(at)),
-                    finished_at: Some(Time(at)),
-                    container_id: Some(container_id(self.uid, name, restarts)),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            if self.restart_policy == "Never" {
-                status.container_id = Some(container_id(self.uid, name, 0));
-                status.state = Some(crash(0, start));
-                return (status, None);
+        let crashes = crashes || is_crashloop(&image_of(self.container));
+        let program = self.program(crashes);
+        let duration = signed(program.duration);
+        let elapsed = now.duration_since(start);
+        let cycle = (duration + signed(timing.crash_interval)).max(SignedDuration::from_millis(1));
+        let run_start = |k: u32| start + cycle * i32::try_from(k).unwrap_or(i32::MAX);
+        let runs = match program.exit {
+            None => Runs::Running(0),
+            Some(code) if !self.restarts(code) => {
+                if elapsed < duration {
+                    next.at(start + duration);
+                    Runs::Running(0)
+                } else {
+                    Runs::Done(0)
+                }
             }
-            let interval = SignedDuration::try_from(timing.crash_interval)
-                .unwrap_or(SignedDuration::from_secs(5))
-                .max(SignedDuration::from_millis(1));
-            let elapsed = now.duration_since(start);
-            // Crashed once at start, then once more every interval.
-            let restarts = i32::try_from(elapsed.as_millis() / interval.as_millis())
-                .unwrap_or(i32::MAX - 1)
-                .saturating_add(1);
-            let last_crash = start + interval * (restarts - 1);
-            next.at(start + interval * restarts);
-            status.restart_count = restarts;
-            status.container_id = Some(container_id(self.uid, name, restarts - 1));
-            status.last_state = Some(crash(restarts - 1, last_crash));
-            status.state = Some(ContainerState {
-                waiting: Some(ContainerStateWaiting {
-                    reason: Some(reason::CRASH_LOOP_BACK_OFF.to_string()),
-                    message: Some(format!(
-                        "back-off {}s restarting failed container={name} pod={}",
-                        timing.crash_interval.as_secs(),
-                        self.uid
-                    )),
-                }),
+            Some(_) => {
+                let k = u32::try_from(elapsed.as_nanos() / cycle.as_nanos())
+                    .unwrap_or(u32::MAX - 1)
+                    .min(i32::MAX as u32 - 1);
+                if now < run_start(k) + duration {
+                    next.at(run_start(k) + duration);
+                    Runs::Running(k)
+                } else {
+                    next.at(run_start(k + 1));
+                    Runs::BackOff(k)
+                }
+            }
+        };
+        let exit_code = program.exit.unwrap_or(0);
+        let terminated = |k: u32| ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code,
+                reason: Some(
+                    if exit_code == 0 {
+                        reason::COMPLETED
+                    } else {
+                        reason::ERROR
+                    }
+                    .to_string(),
+                ),
+                started_at: Some(Time(run_start(k))),
+                finished_at: Some(Time(run_start(k) + duration)),
+                container_id: Some(container_id(self.uid, name, restart_number(k))),
                 ..Default::default()
-            });
-            return (status, None);
-        }
-
-        status.container_id = Some(container_id(self.uid, name, 0));
-        status.started = Some(true);
-        let done_at = start + self.run_for;
-        if self.runs_to_completion && now >= done_at {
-            status.started = Some(false);
-            // The kubelet reports completed init containers as ready, finished app containers not.
-            status.ready = self.init;
-            status.state = Some(ContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    exit_code: 0,
-                    reason: Some(reason::COMPLETED.to_string()),
-                    started_at: Some(Time(start)),
-                    finished_at: Some(Time(done_at)),
-                    container_id: status.container_id.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
-            return (status, Some(done_at));
-        }
-        if now < done_at {
-            next.at(done_at);
-        }
-        status.ready = now >= done_at;
-        status.state = Some(ContainerState {
-            running: Some(ContainerStateRunning {
-                started_at: Some(Time(start)),
             }),
             ..Default::default()
-        });
-        (status, None)
+        };
+        let run_log = |k: u32, ended: bool| RunLog {
+            index: k,
+            lines: program
+                .lines
+                .iter()
+                .map(|(offset, line)| (run_start(k) + signed(*offset), line.clone()))
+                .filter(|(at, _)| *at <= now)
+                .collect(),
+            ended,
+        };
+        let previous_runs = |k: u32| -> Vec<RunLog> {
+            k.checked_sub(1)
+                .map(|p| run_log(p, true))
+                .into_iter()
+                .collect()
+        };
+
+        match runs {
+            Runs::Running(k) => {
+                let rs = run_start(k);
+                if let Some((offset, _)) = program
+                    .lines
+                    .iter()
+                    .find(|(offset, _)| rs + signed(*offset) > now)
+                {
+                    next.at(rs + signed(*offset));
+                }
+                let ready_at = rs + timing.ready_delay;
+                if !self.init && now < ready_at {
+                    next.at(ready_at);
+                }
+                status.container_id = Some(container_id(self.uid, name, restart_number(k)));
+                status.started = Some(true);
+                status.ready = !self.init && now >= ready_at;
+                status.restart_count = restart_number(k);
+                status.last_state = k.checked_sub(1).map(terminated);
+                status.state = Some(ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(Time(rs)),
+                    }),
+                    ..Default::default()
+                });
+                let mut logs = previous_runs(k);
+                logs.push(run_log(k, false));
+                RunOutcome {
+                    status,
+                    done_at: None,
+                    logs,
+                }
+            }
+            Runs::Done(k) => {
+                status.container_id = Some(container_id(self.uid, name, restart_number(k)));
+                // The kubelet reports completed init containers as ready, finished app
+                // containers not.
+                status.ready = self.init && exit_code == 0;
+                status.restart_count = restart_number(k);
+                status.state = Some(terminated(k));
+                RunOutcome {
+                    status,
+                    done_at: (exit_code == 0).then(|| run_start(k) + duration),
+                    logs: vec![run_log(k, true)],
+                }
+            }
+            Runs::BackOff(k) => {
+                status.restart_count = restart_number(k + 1);
+                status.container_id = Some(container_id(self.uid, name, restart_number(k)));
+                status.last_state = Some(terminated(k));
+                status.state = Some(ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some(reason::CRASH_LOOP_BACK_OFF.to_string()),
+                        message: Some(format!(
+                            "back-off {}s restarting failed container={name} pod={}",
+                            timing.crash_interval.as_secs(),
+                            self.uid
+                        )),
+                    }),
+                    ..Default::default()
+                });
+                let mut logs = previous_runs(k);
+                logs.push(run_log(k, true));
+                RunOutcome {
+                    status,
+                    done_at: None,
+                    logs,
+                }
+            }
+        }
     }
+}
+
+fn restart_number(k: u32) -> i32 {
+    i32::try_from(k).unwrap_or(i32::MAX)
+}
+
+/// A container the kubelet stopped (the pod's deadline passed): terminated as by SIGKILL.
+fn killed(status: &mut ContainerStatus, at: Timestamp) {
+    let Some(running) = status.state.as_ref().and_then(|s| s.running.as_ref()) else {
+        return;
+    };
+    status.state = Some(ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: 137,
+            reason: Some(reason::ERROR.to_string()),
+            started_at: running.started_at.clone(),
+            finished_at: Some(Time(at)),
+            container_id: status.container_id.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    status.ready = false;
+    status.started = Some(false);
 }
 
 fn image_of(container: &Container) -> String {
@@ -873,5 +1089,194 @@ mod tests {
         assert_eq!(time(&at3, "Ready"), Some(Time(t(3))), "flipped to True");
         let at9 = pod_status(&pod, &runtime, &timing, Some(&at3), t(9)).status;
         assert_eq!(at9, at3, "a settled pod reports the same status");
+    }
+
+    fn scripted(script: &str, restart_policy: &str) -> Pod {
+        let mut pod = pod(&[("job", "busybox:1.36")], restart_policy);
+        let c = &mut pod.spec.as_mut().unwrap().containers[0];
+        c.command = Some(vec!["sh".into(), "-c".into(), script.into()]);
+        pod
+    }
+
+    fn state(s: &ComputedStatus) -> ContainerState {
+        s.status.container_statuses.as_ref().unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+    }
+
+    fn lines(s: &ComputedStatus) -> Vec<(u32, Vec<String>, bool)> {
+        s.logs["job"]
+            .iter()
+            .map(|r| {
+                (
+                    r.index,
+                    r.lines.iter().map(|(_, l)| l.clone()).collect(),
+                    r.ended,
+                )
+            })
+            .collect()
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_scripted_job_logs_as_it_runs_then_succeeds() {
+        let pod = scripted("echo migrating; sleep 1; echo done", "Never");
+        let running = compute(&pod, &[("job", pulled(0))], 0);
+        assert_eq!(running.status.phase.as_deref(), Some("Running"));
+        assert!(state(&running).running.is_some());
+        assert_eq!(lines(&running), vec![(0, strings(&["migrating"]), false)]);
+        assert_eq!(
+            running.next_change,
+            Some(t(1)),
+            "wakes up for the next line"
+        );
+
+        let done = compute(&pod, &[("job", pulled(0))], 1);
+        assert_eq!(done.status.phase.as_deref(), Some("Succeeded"));
+        let terminated = state(&done).terminated.unwrap();
+        assert_eq!(terminated.exit_code, 0);
+        assert_eq!(terminated.reason.as_deref(), Some(reason::COMPLETED));
+        assert_eq!(terminated.finished_at, Some(Time(t(1))));
+        assert_eq!(
+            lines(&done),
+            vec![(0, strings(&["migrating", "done"]), true)]
+        );
+        assert_eq!(done.logs["job"][0].lines[1].0, t(1), "written when it ran");
+        assert_eq!(done.next_change, None);
+    }
+
+    #[test]
+    fn a_scripted_job_that_exits_non_zero_fails_with_its_exit_code() {
+        let pod = scripted("echo boom; exit 3; echo never", "Never");
+        let s = compute(&pod, &[("job", pulled(0))], 0);
+        assert_eq!(s.status.phase.as_deref(), Some("Failed"));
+        let terminated = state(&s).terminated.unwrap();
+        assert_eq!(terminated.exit_code, 3);
+        assert_eq!(terminated.reason.as_deref(), Some(reason::ERROR));
+        assert_eq!(lines(&s), vec![(0, strings(&["boom"]), true)]);
+        assert_eq!(
+            s.status.container_statuses.as_ref().unwrap()[0].restart_count,
+            0
+        );
+    }
+
+    #[test]
+    fn on_failure_restarts_a_failing_script_after_the_crash_interval() {
+        // Runs 2 s, then 5 s of back-off: run k starts at 7k.
+        let pod = scripted("echo try; sleep 2; exit 1", "OnFailure");
+        let at = |now| compute(&pod, &[("job", pulled(0))], now);
+        let status = |s: &ComputedStatus| s.status.container_statuses.clone().unwrap().remove(0);
+
+        let first = at(1);
+        assert!(state(&first).running.is_some());
+        assert_eq!(status(&first).restart_count, 0);
+
+        let backoff = at(3);
+        assert_eq!(
+            backoff.status.phase.as_deref(),
+            Some("Running"),
+            "not failed"
+        );
+        let c = status(&backoff);
+        assert_eq!(waiting_reason(&c), Some(reason::CRASH_LOOP_BACK_OFF));
+        assert_eq!(c.restart_count, 1);
+        assert_eq!(c.last_state.unwrap().terminated.unwrap().exit_code, 1);
+        assert_eq!(backoff.next_change, Some(t(7)));
+
+        let second = at(8);
+        let c = status(&second);
+        assert!(c.state.unwrap().running.is_some());
+        assert_eq!(c.restart_count, 1);
+        assert_eq!(
+            c.last_state.unwrap().terminated.unwrap().finished_at,
+            Some(Time(t(2)))
+        );
+        assert_eq!(
+            lines(&second),
+            vec![(0, strings(&["try"]), true), (1, strings(&["try"]), false)]
+        );
+    }
+
+    #[test]
+    fn on_failure_does_not_restart_a_script_that_succeeds() {
+        let pod = scripted("sleep 2", "OnFailure");
+        let s = compute(&pod, &[("job", pulled(0))], 5);
+        assert_eq!(s.status.phase.as_deref(), Some("Succeeded"));
+    }
+
+    #[test]
+    fn a_pod_past_its_active_deadline_fails_with_deadline_exceeded() {
+        let mut pod = scripted("echo waiting; sleep 30", "Never");
+        pod.spec.as_mut().unwrap().active_deadline_seconds = Some(2);
+        let before = compute(&pod, &[("job", pulled(0))], 1);
+        assert_eq!(before.status.phase.as_deref(), Some("Running"));
+        assert_eq!(before.next_change, Some(t(2)), "wakes up at the deadline");
+
+        let after = compute(&pod, &[("job", pulled(0))], 3);
+        let s = &after.status;
+        assert_eq!(s.phase.as_deref(), Some("Failed"));
+        assert_eq!(s.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+        assert!(s.message.as_deref().unwrap().contains("deadline"));
+        let terminated = state(&after).terminated.unwrap();
+        assert_eq!(terminated.exit_code, 137);
+        assert_eq!(terminated.finished_at, Some(Time(t(2))));
+        assert_eq!(lines(&after), vec![(0, strings(&["waiting"]), true)]);
+        assert_eq!(after.next_change, None);
+        assert_eq!(condition(s, "Ready").1.as_deref(), Some("PodCompleted"));
+    }
+
+    #[test]
+    fn a_pod_done_before_its_deadline_keeps_its_phase() {
+        let mut pod = scripted("sleep 1", "Never");
+        pod.spec.as_mut().unwrap().active_deadline_seconds = Some(5);
+        let s = compute(&pod, &[("job", pulled(0))], 10).status;
+        assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+        assert_eq!(s.reason, None);
+    }
+
+    #[test]
+    fn crash_looping_containers_log_every_run() {
+        let pod = pod(&[("job", "127.0.0.1:5000/web:crashloop")], "Always");
+        let s = compute(&pod, &[("job", pulled(0))], 6);
+        assert_eq!(
+            lines(&s),
+            vec![
+                (0, strings(&[CRASH_LINE]), true),
+                (1, strings(&[CRASH_LINE]), true)
+            ]
+        );
+
+        // With a script of its own, its lines, every run.
+        let mut pod = scripted(
+            "echo connecting to db; sleep 3; echo db unreachable",
+            "Always",
+        );
+        pod.spec.as_mut().unwrap().containers[0].image = Some("app:crashloop".into());
+        let s = compute(&pod, &[("job", pulled(0))], 0);
+        assert_eq!(
+            lines(&s),
+            vec![(0, strings(&["connecting to db", "db unreachable"]), true)]
+        );
+    }
+
+    #[test]
+    fn always_pods_run_their_script_and_crash_loop_on_exit() {
+        let pod = scripted("echo serving", "Always");
+        let s = compute(&pod, &[("job", pulled(0))], 100);
+        assert!(state(&s).running.is_some(), "falls off its end: runs on");
+        assert!(s.status.container_statuses.as_ref().unwrap()[0].ready);
+        assert_eq!(lines(&s), vec![(0, strings(&["serving"]), false)]);
+
+        let pod = scripted("echo bad config; exit 2", "Always");
+        let s = compute(&pod, &[("job", pulled(0))], 6);
+        let c = &s.status.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(waiting_reason(c), Some(reason::CRASH_LOOP_BACK_OFF));
+        assert_eq!(c.restart_count, 2);
+        let last = c.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(last.exit_code, 2);
     }
 }
