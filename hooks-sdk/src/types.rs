@@ -120,6 +120,10 @@ pub struct HookRequest {
     /// that releases images only.
     #[serde(default)]
     pub objects: Vec<Value>,
+    /// The Job objects the release runs (migrations before the rollout, verification after
+    /// it), as they will be created: named per release, on the release's digest.
+    #[serde(default)]
+    pub jobs: Vec<Value>,
 }
 
 fn empty_object() -> Value {
@@ -145,6 +149,7 @@ impl Default for HookRequest {
             approvals: Vec::new(),
             history: Vec::new(),
             objects: Vec::new(),
+            jobs: Vec::new(),
         }
     }
 }

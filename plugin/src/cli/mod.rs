@@ -191,6 +191,10 @@ pub struct RolloutArgs {
     /// Take over manifest fields another field manager (kubectl, a controller) owns
     #[arg(long)]
     pub force_conflicts: bool,
+
+    /// Run pre-deploy Jobs again even if they succeeded for the same digests and manifests
+    #[arg(long)]
+    pub rerun_jobs: bool,
 }
 
 #[derive(Debug, Args)]

@@ -309,6 +309,7 @@ current-context: ctx-a
             promote_from: None,
             atomic: None,
             manifests: None,
+            require_verification: false,
         }
     }
 

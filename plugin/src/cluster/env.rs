@@ -13,6 +13,7 @@ use super::objects::Objects;
 use super::records::Records;
 use super::rollout::{self, Stamp, WaitFailure};
 use super::{EnvGateway, EnvSnapshot, EnvTarget, ServerApis, workloads};
+use crate::domain::job::PhaseJob;
 use crate::domain::manifest::{Manifest, ObjectRef, Scope};
 use crate::domain::{ContainerChange, Release, Workload, WorkloadRef};
 use crate::progress::Progress;
@@ -235,5 +236,15 @@ impl EnvGateway for KubeEnv {
 
     async fn delete_namespace(&self) -> Result<()> {
         self.objects.delete_namespace().await
+    }
+
+    async fn run_job(&self, job: &PhaseJob, progress: &Progress) -> Result<super::jobs::JobEnd> {
+        let t = &self.target;
+        super::jobs::run(&t.client, &t.namespace, job, progress).await
+    }
+
+    async fn prune_jobs(&self, oldest_kept: u64) {
+        let t = &self.target;
+        super::jobs::prune(&t.client, &t.namespace, &self.app, &t.env.name, oldest_kept).await;
     }
 }

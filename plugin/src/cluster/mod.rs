@@ -15,6 +15,7 @@ pub mod clients;
 pub mod env;
 pub mod export;
 pub mod identity;
+pub mod jobs;
 pub mod lease;
 pub mod objects;
 pub mod policy;
@@ -33,6 +34,7 @@ pub use env::KubeEnv;
 pub use rollout::{Stamp, WaitFailure};
 pub use workloads::ServerApis;
 
+use crate::domain::job::PhaseJob;
 use crate::domain::manifest::{Manifest, ObjectRef, Scope};
 use crate::domain::{ContainerChange, Release, Workload, WorkloadRef};
 use crate::progress::Progress;
@@ -122,4 +124,10 @@ pub trait EnvGateway {
     /// Deletes the namespace [`EnvGateway::ensure_namespace`] created, for a release that
     /// ended without changing anything.
     async fn delete_namespace(&self) -> Result<()>;
+
+    /// Creates one of the release's Jobs and follows it to its end, its pods' logs streamed
+    /// to stderr: see `jobs`.
+    async fn run_job(&self, job: &PhaseJob, progress: &Progress) -> Result<jobs::JobEnd>;
+    /// Deletes the app's Jobs of revisions older than `oldest_kept` (their records are gone).
+    async fn prune_jobs(&self, oldest_kept: u64);
 }

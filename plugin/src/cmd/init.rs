@@ -126,6 +126,7 @@ fn environment(env: &EnvArg) -> Environment {
         promote_from: None,
         atomic: None,
         manifests: None,
+        require_verification: false,
     }
 }
 

@@ -68,6 +68,7 @@ pub fn options(cfg: &ReleaseConfig, env: &Environment, args: &RolloutArgs) -> re
         atomic: cfg.atomic_for(env, args.atomic),
         dry_run: args.dry_run,
         force_conflicts: args.force_conflicts,
+        rerun_jobs: args.rerun_jobs,
     }
 }
 

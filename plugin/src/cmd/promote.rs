@@ -99,6 +99,14 @@ async fn promote(
         }
     };
     let source = source_state(cfg, clients, from).await?;
+    if to.require_verification {
+        crate::domain::job::verified(&from.name, source.current.as_ref()).map_err(|why| {
+            Failure::invalid(format!(
+                "{} only receives releases whose verification passed in {}: {why}",
+                to.name, from.name
+            ))
+        })?;
+    }
     let target = clients.target(to).await?;
     let ctx = release::Context::prepare(cfg, clients, &target).await?;
     let mut intent = Intent::new(ReleaseKind::Promote);
@@ -288,6 +296,8 @@ pub struct SourceState {
     pub deployer: Option<String>,
     /// The source as hooks see it, from the same read.
     pub state: hooks_sdk::EnvironmentState,
+    /// The source's newest record: its verification Jobs, for a target that requires them.
+    pub current: Option<crate::domain::Release>,
 }
 
 impl SourceState {
@@ -352,6 +362,7 @@ pub async fn source_state(
         images,
         commit,
         deployer: record.as_ref().map(|r| r.actor.user.clone()),
-        revision: record.map(|r| r.revision),
+        revision: record.as_ref().map(|r| r.revision),
+        current: record,
     })
 }

@@ -5,6 +5,7 @@
 //! unknown fields and wrong types with a location; `validate` then checks what serde cannot
 //! (references between environments, pins, durations) and produces the typed [`ReleaseConfig`].
 
+mod jobs;
 pub mod locate;
 mod raw;
 
@@ -45,6 +46,9 @@ pub struct ReleaseConfig {
     /// In file order.
     pub environments: Vec<Environment>,
     pub hooks: Vec<HookConfig>,
+    /// Migration and verification Jobs in short form (Job templates in the manifests are the
+    /// other form).
+    pub jobs: Vec<crate::domain::job::JobSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +61,9 @@ pub struct Environment {
     pub atomic: Option<bool>,
     /// The app's manifests for this environment; `None` releases images only.
     pub manifests: Option<Manifests>,
+    /// A promotion into this environment needs the source's current release to have passed
+    /// its post-deploy Jobs.
+    pub require_verification: bool,
 }
 
 /// Where an environment's manifests are and what they may do.
@@ -292,6 +299,7 @@ impl Validator<'_> {
         let image = self.check_header(&raw)?;
         let names = self.check_environments(&raw.environments)?;
         let hooks = self.check_hooks(&raw, &names)?;
+        let jobs = self.check_jobs(&raw, &names)?;
         Ok(ReleaseConfig {
             path: self.path.to_path_buf(),
             app: raw.app,
@@ -311,6 +319,7 @@ impl Validator<'_> {
                             other_namespaces: e.allow.contains(&raw::Allowance::OtherNamespaces),
                         },
                     }),
+                    require_verification: e.require_verification,
                     name: e.name,
                     context: e.context,
                     namespace: e.namespace,
@@ -319,6 +328,7 @@ impl Validator<'_> {
                 })
                 .collect(),
             hooks,
+            jobs,
         })
     }
 
@@ -404,6 +414,12 @@ impl Validator<'_> {
                 ));
             }
             self.check_manifests(i, env)?;
+            if env.require_verification && env.promote_from.is_none() {
+                return Err(self.error(
+                    &[Key("environments"), Index(i), Key("requireVerification")],
+                    "only applies to an environment with `promoteFrom`: it checks the source's verification Jobs",
+                ));
+            }
         }
         for (i, env) in environments.iter().enumerate() {
             if let Some(source) = &env.promote_from

@@ -23,6 +23,27 @@ pub struct RawConfig {
     pub environments: Vec<RawEnvironment>,
     #[serde(default)]
     pub hooks: Vec<RawHook>,
+    #[serde(default)]
+    pub jobs: Vec<RawJob>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawJob {
+    pub name: String,
+    pub phase: crate::domain::job::JobPhase,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub backoff_limit: Option<u32>,
+    #[serde(default)]
+    pub environments: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +69,8 @@ pub struct RawEnvironment {
     pub create_namespace: bool,
     #[serde(default)]
     pub allow: Vec<Allowance>,
+    #[serde(default)]
+    pub require_verification: bool,
 }
 
 /// What an environment's manifests may do beyond its own namespace.

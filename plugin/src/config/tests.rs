@@ -388,3 +388,51 @@ fn manifest_options_without_manifests_are_refused() {
     );
     assert!(err.contains("allow"), "{err}");
 }
+
+#[test]
+fn jobs_are_read_with_their_defaults() {
+    let text = format!(
+        "{GOOD}jobs:\n  - name: migrate\n    phase: pre-deploy\n    command: [bin/migrate]\n    env: {{LEVEL: debug}}\n    timeout: 5m\n  - name: smoke\n    phase: post-deploy\n    environments: [qa]\n"
+    );
+    let cfg = parse_str(&text).unwrap();
+    assert_eq!(cfg.jobs.len(), 2);
+    assert_eq!(cfg.jobs[0].timeout, Duration::from_secs(300));
+    assert_eq!(cfg.jobs[0].backoff_limit, 0);
+    assert_eq!(cfg.jobs[1].timeout, jobs::DEFAULT_JOB_TIMEOUT);
+    assert!(cfg.jobs[1].applies_to("qa") && !cfg.jobs[1].applies_to("production"));
+}
+
+#[test]
+fn bad_jobs_are_named_with_their_field() {
+    let with = |jobs: &str| {
+        parse_str(&format!("{GOOD}jobs:\n{jobs}"))
+            .expect_err("config should be rejected")
+            .to_string()
+    };
+    let err = with("  - {name: migrate, phase: during-deploy}\n");
+    assert!(
+        err.contains("jobs[0].phase") || err.contains("during-deploy"),
+        "{err}"
+    );
+    let err = with("  - {name: m, phase: pre-deploy}\n  - {name: m, phase: post-deploy}\n");
+    assert!(
+        err.contains("jobs[1].name") && err.contains("duplicate"),
+        "{err}"
+    );
+    let err = with("  - {name: m, phase: pre-deploy, environments: [staging]}\n");
+    assert!(err.contains("unknown environment `staging`"), "{err}");
+    let err = with("  - {name: m, phase: pre-deploy, timeout: soon}\n");
+    assert!(err.contains("jobs[0].timeout"), "{err}");
+}
+
+#[test]
+fn require_verification_needs_a_source() {
+    let err = error_with(
+        "    namespace: web-qa\n",
+        "    namespace: web-qa\n    requireVerification: true\n",
+    );
+    assert!(
+        err.contains("requireVerification") && err.contains("promoteFrom"),
+        "{err}"
+    );
+}

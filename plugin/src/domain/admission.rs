@@ -136,6 +136,7 @@ pub fn request(
             .map(super::hook_request::summary)
             .collect(),
         objects: Vec::new(),
+        jobs: Vec::new(),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Facts<'a> {
     pub history: &'a [Release],
     /// The manifests' objects as they will be applied (empty without manifests).
     pub objects: Vec<serde_json::Value>,
+    /// The Job objects the release runs.
+    pub jobs: Vec<serde_json::Value>,
 }
 
 /// The request every hook of the phase sees (name and settings are filled in per hook).
@@ -73,6 +75,7 @@ pub fn request(facts: Facts<'_>) -> HookRequest {
         approvals: facts.approvals,
         history: facts.history.iter().take(10).map(summary).collect(),
         objects: facts.objects,
+        jobs: facts.jobs,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod commit;
 pub mod export;
 pub mod failure;
 pub mod hook_request;
+pub mod job;
 pub mod lock;
 pub mod manifest;
 pub mod names;

@@ -9,6 +9,10 @@ pub const LABEL_APP: &str = "kubectl-release.io/app";
 pub const LABEL_ENVIRONMENT: &str = "kubectl-release.io/environment";
 pub const LABEL_REVISION: &str = "kubectl-release.io/revision";
 pub const LABEL_RECORD: &str = "kubectl-release.io/record";
+/// On a release's Jobs and their pods: the Job's name in release.yaml.
+pub const LABEL_JOB: &str = "kubectl-release.io/job";
+/// On a Job template in the manifests: the phase it runs in (`pre-deploy`, `post-deploy`).
+pub const ANNOTATION_JOB_PHASE: &str = "kubectl-release.io/job-phase";
 
 /// On workloads: the release that last changed them.
 pub const ANNOTATION_REVISION: &str = "kubectl-release.io/revision";

@@ -69,6 +69,9 @@ pub struct Release {
     /// The objects of those manifests applied so far, in the order they were applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applied_objects: Vec<ObjectRef>,
+    /// The release's Jobs (migrations, verification), as they ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<super::job::JobRun>,
 }
 
 /// What a release with manifests applies: enough to tell a config change from none, to prune,
@@ -208,6 +211,7 @@ pub mod fixtures {
             message: String::new(),
             manifests: None,
             applied_objects: vec![],
+            jobs: vec![],
         }
     }
 }

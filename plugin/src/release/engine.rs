@@ -14,11 +14,13 @@ use hooks_sdk::Phase;
 
 use super::apply::{self, Stopped};
 use super::gate::{Judgement, TargetState};
+use super::jobs::{self, Jobs};
 use super::journal::{self, Journal};
 use super::manifests::{self, Staged};
 use super::{Context, Intent, Interrupt, Options, Report, Wanted};
 use crate::cluster::{EnvGateway, EnvSnapshot, Stamp, WaitFailure};
 use crate::domain::hook_request::Facts;
+use crate::domain::job::{JobOutcome, JobPhase, JobRun};
 use crate::domain::record::{self, next_revision};
 use crate::domain::{ContainerChange, Failure, Outcome, Release, ReleaseKind, Workload, plan};
 use crate::progress::Progress;
@@ -182,15 +184,33 @@ async fn locked<G: EnvGateway>(
     let revision = resumed
         .as_ref()
         .map_or(next_revision(&history), |r| r.revision);
+    let job_context = jobs::JobContext {
+        config: ctx.config,
+        environment: &ctx.env.name,
+        revision,
+        changes: &planned,
+        history: &history,
+        manifests_digest: digest,
+        rerun: opts.rerun_jobs,
+    };
+    let jobs = match jobs::plan(&job_context, intent.manifests.as_ref()) {
+        Ok(jobs) => jobs,
+        Err(failure) => return Ok(Ran::fail(report, failure)),
+    };
+    report.jobs = jobs.skipped.clone();
+    let seen = Seen {
+        snapshot: &snapshot,
+        history: &history,
+        staged: staged.as_ref(),
+        jobs: &jobs,
+    };
     let pre = judge(
         ctx,
         intent,
         pre_phase(intent.kind),
         revision,
         &planned,
-        &snapshot,
-        &history,
-        staged.as_ref(),
+        &seen,
     )
     .await?;
     report.hooks = pre.verdicts.clone();
@@ -204,6 +224,7 @@ async fn locked<G: EnvGateway>(
         return Ok(Ran::fail(report, pre.failure()));
     }
     if opts.dry_run {
+        report.jobs = jobs.planned();
         return Ok(Ran::ok(report, Outcome::Planned));
     }
     report.revision = Some(revision);
@@ -212,6 +233,7 @@ async fn locked<G: EnvGateway>(
         None => {
             let mut record = new_record(ctx, intent, revision, &planned, &report);
             record.manifests = staged.as_ref().map(Staged::record);
+            record.jobs = jobs.skipped.clone();
             Journal::begin(&ctx.gateway, record).await?
         }
     };
@@ -220,9 +242,7 @@ async fn locked<G: EnvGateway>(
         intent,
         opts,
         interrupt,
-        snapshot: &snapshot,
-        history: &history,
-        staged: staged.as_ref(),
+        seen,
     };
     Ok(step.carry_out(journal, &changes, report).await)
 }
@@ -281,18 +301,32 @@ fn pre_phase(kind: ReleaseKind) -> Phase {
     }
 }
 
+/// What the release read and planned, before its first change: what hooks are shown and
+/// what the steps after the journal work from.
+#[derive(Clone, Copy)]
+struct Seen<'r> {
+    snapshot: &'r EnvSnapshot,
+    history: &'r [Release],
+    /// The manifests, for an environment that has them.
+    staged: Option<&'r Staged>,
+    jobs: &'r Jobs,
+}
+
 /// Runs `phase`'s hooks over what the release read.
-#[allow(clippy::too_many_arguments)]
 async fn judge<G>(
     ctx: &Context<'_, G>,
     intent: &Intent,
     phase: Phase,
     revision: u64,
     changes: &[ContainerChange],
-    snapshot: &EnvSnapshot,
-    history: &[Release],
-    staged: Option<&Staged>,
+    seen: &Seen<'_>,
 ) -> Result<Judgement> {
+    let Seen {
+        snapshot,
+        history,
+        staged,
+        jobs,
+    } = *seen;
     let objects: Vec<serde_json::Value> = staged
         .map(|s| {
             s.objects
@@ -333,6 +367,7 @@ async fn judge<G>(
         approvals: Vec::new(),
         history,
         objects,
+        jobs: jobs.run.iter().map(|j| j.object.clone()).collect(),
     };
     let target = TargetState {
         workloads: &snapshot.workloads,
@@ -370,6 +405,7 @@ fn new_record<G>(
         message: String::new(),
         manifests: None,
         applied_objects: Vec::new(),
+        jobs: Vec::new(),
     }
 }
 
@@ -388,10 +424,7 @@ struct Step<'s, 'c, G> {
     intent: &'s Intent,
     opts: &'s Options,
     interrupt: &'s Interrupt,
-    snapshot: &'s EnvSnapshot,
-    history: &'s [Release],
-    /// The manifests, for an environment that has them.
-    staged: Option<&'s Staged>,
+    seen: Seen<'s>,
 }
 
 impl<G: EnvGateway> Step<'_, '_, G> {
@@ -409,8 +442,26 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             image_tag: record.image_tag.clone(),
             environment: record.environment.clone(),
         };
+        let mut report = report;
+        if let Some((outcome, what)) = self
+            .run_jobs(JobPhase::PreDeploy, &mut journal, &mut report)
+            .await
+        {
+            // Nothing was changed yet: the release ends here, its workloads untouched.
+            return self
+                .end_with_undo(
+                    journal,
+                    report,
+                    outcome,
+                    what,
+                    &[],
+                    false,
+                    "no workload was changed",
+                )
+                .await;
+        }
         let gateway = &self.ctx.gateway;
-        let applied = match self.staged {
+        let applied = match self.seen.staged {
             Some(staged) => {
                 let force = self.opts.force_conflicts;
                 apply::apply_set(&mut journal, gateway, staged, &stamp, force, self.interrupt).await
@@ -419,7 +470,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
                 apply::apply_all(
                     &mut journal,
                     gateway,
-                    &self.snapshot.workloads,
+                    &self.seen.snapshot.workloads,
                     changes,
                     &stamp,
                     self.interrupt,
@@ -447,7 +498,19 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             Ok(notes) => {
                 let mut report = report;
                 report.warnings.extend(notes);
-                self.succeeded(journal, report).await
+                match self
+                    .run_jobs(JobPhase::PostDeploy, &mut journal, &mut report)
+                    .await
+                {
+                    None => self.succeeded(journal, report).await,
+                    // Verification failed: the release fails, undone with --atomic.
+                    Some((outcome, what)) => {
+                        let advice = "not rolled back (use --atomic or `atomic: true` to restore the previous release when verification fails)";
+                        let undo = self.opts.atomic;
+                        self.end_with_undo(journal, report, outcome, what, &patched, undo, advice)
+                            .await
+                    }
+                }
             }
             Err(ending) => self.rollout_ended(journal, report, ending, &patched).await,
         }
@@ -478,7 +541,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
         let planned = journal.record.containers.clone();
         // Post-deploy hooks report; they cannot undo what is done, and their errors never hide
         // a rollout that succeeded.
-        if let Some(staged) = self.staged {
+        if let Some(staged) = self.seen.staged {
             report
                 .warnings
                 .extend(apply::prune(&self.ctx.gateway, staged).await);
@@ -489,9 +552,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             Phase::PostDeploy,
             revision,
             &planned,
-            self.snapshot,
-            self.history,
-            self.staged,
+            &self.seen,
         )
         .await
         {
@@ -513,14 +574,67 @@ impl<G: EnvGateway> Step<'_, '_, G> {
 
     /// Keeps the newest `historyLimit` records, from what the release read and wrote.
     async fn prune(&self, revision: u64) {
-        let mut revisions: Vec<u64> = self.history.iter().map(|r| r.revision).collect();
+        let mut revisions: Vec<u64> = self.seen.history.iter().map(|r| r.revision).collect();
         revisions.push(revision);
         revisions.sort_unstable_by(|a, b| b.cmp(a));
         revisions.dedup();
-        self.ctx
-            .gateway
-            .prune_records(&revisions, self.ctx.config.history_limit)
-            .await;
+        let keep = self.ctx.config.history_limit.max(1);
+        self.ctx.gateway.prune_records(&revisions, keep).await;
+        // The Jobs of releases whose records are gone go with them (an app without Jobs is
+        // spared the listing).
+        let has_jobs = !self.seen.jobs.run.is_empty() || !self.seen.jobs.skipped.is_empty();
+        if has_jobs && let Some(&oldest_kept) = revisions.iter().take(keep).next_back() {
+            self.ctx.gateway.prune_jobs(oldest_kept).await;
+        }
+    }
+
+    /// Runs `phase`'s Jobs one after another, each noted in the journal and the report as it
+    /// ends; stops at the first that does not succeed and says how it ended.
+    async fn run_jobs(
+        &self,
+        phase: JobPhase,
+        journal: &mut Journal<'_, G>,
+        report: &mut Report,
+    ) -> Option<(Outcome, String)> {
+        for job in self.seen.jobs.of(phase) {
+            let progress = Progress::new();
+            let ended = tokio::select! {
+                end = self.ctx.gateway.run_job(job, &progress) => Some(end),
+                () = self.interrupt.wait() => None,
+            };
+            let (outcome, reason, log_tail) = match ended {
+                Some(Ok(end)) => (end.outcome, end.reason, end.log_tail),
+                Some(Err(e)) => (JobOutcome::Failed, format!("{e:#}"), Vec::new()),
+                None => (
+                    JobOutcome::Interrupted,
+                    format!(
+                        "a signal arrived while it ran; the Job is left running (a migration may be half-way): kubectl -n {} logs job/{}",
+                        self.ctx.namespace,
+                        job.job_name()
+                    ),
+                    Vec::new(),
+                ),
+            };
+            let run = JobRun {
+                name: job.name.clone(),
+                phase,
+                job: job.job_name().to_string(),
+                outcome,
+                reason,
+                log_tail,
+                ran_in: None,
+            };
+            report.jobs.push(run.clone());
+            journal.job(run.clone()).await;
+            let release_outcome = match run.outcome {
+                JobOutcome::Succeeded => continue,
+                JobOutcome::TimedOut => Outcome::TimedOut,
+                JobOutcome::Interrupted => Outcome::Interrupted,
+                _ => Outcome::Failed,
+            };
+            return Some((release_outcome, jobs::describe(&run)));
+        }
+        None
     }
 
     /// The wait ended without success: undo when atomic (or interrupted and atomic), record.
@@ -620,7 +734,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
         let (recorded, note) = if undo && changed_any {
             Progress::new().say(&format!("{what}; restoring the previous images"));
             let planned = journal.record.containers.clone();
-            let restored = match self.staged {
+            let restored = match self.seen.staged {
                 Some(staged) => {
                     let applied = &journal.record.applied_objects;
                     apply::undo_set(&self.ctx.gateway, staged, applied, self.opts.timeout).await
@@ -683,6 +797,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
     /// The annotations an undo writes: the newest earlier release's.
     fn previous_stamp(&self) -> Stamp {
         let this = self
+            .seen
             .history
             .iter()
             .find(|r| r.outcome != Outcome::InProgress);

@@ -11,6 +11,7 @@ use anyhow::Result;
 use super::{Context, Gate, Intent, Interrupt, Options, Wanted, run};
 use crate::cluster::{EnvGateway, EnvSnapshot, Stamp, WaitFailure};
 use crate::config::ReleaseConfig;
+use crate::domain::job::JobOutcome;
 use crate::domain::manifest::{Manifest, ObjectRef, Scope};
 use crate::domain::workload::fixtures::workload;
 use crate::domain::{
@@ -45,6 +46,8 @@ struct FakeEnv {
     /// The objects of the namespace, for releases with manifests.
     objects: Mutex<BTreeMap<ObjectRef, serde_json::Value>>,
     applyset: Mutex<Vec<String>>,
+    /// How every Job the release runs ends.
+    job_outcome: JobOutcome,
 }
 
 impl FakeEnv {
@@ -60,6 +63,7 @@ impl FakeEnv {
             loses_lock: false,
             objects: Mutex::default(),
             applyset: Mutex::default(),
+            job_outcome: JobOutcome::Succeeded,
         }
     }
 
@@ -218,6 +222,25 @@ impl EnvGateway for FakeEnv {
     async fn ensure_namespace(&self) -> Result<bool> {
         Ok(false)
     }
+    async fn run_job(
+        &self,
+        job: &crate::domain::job::PhaseJob,
+        _: &Progress,
+    ) -> Result<crate::cluster::jobs::JobEnd> {
+        self.say(format!("job {}", job.job_name()));
+        Ok(crate::cluster::jobs::JobEnd {
+            outcome: self.job_outcome,
+            reason: if self.job_outcome == JobOutcome::Succeeded {
+                String::new()
+            } else {
+                "BackoffLimitExceeded".into()
+            },
+            log_tail: vec![format!("{} says hello", job.name)],
+        })
+    }
+    async fn prune_jobs(&self, oldest_kept: u64) {
+        self.say(format!("prune jobs before {oldest_kept}"));
+    }
     async fn delete_namespace(&self) -> Result<()> {
         self.say("delete namespace".into());
         Ok(())
@@ -257,6 +280,7 @@ fn opts(atomic: bool) -> Options {
         atomic,
         dry_run: false,
         force_conflicts: false,
+        rerun_jobs: false,
     }
 }
 
@@ -508,6 +532,7 @@ fn with_manifests(text: &str) -> Intent {
         path: "kubernetes/qa".into(),
         commit: crate::domain::CommitSha::parse_full(&"a".repeat(40)).unwrap(),
         objects: crate::domain::manifest::parse("kubernetes/qa/web.yaml", text).unwrap(),
+        job_templates: Vec::new(),
         warnings: Vec::new(),
     });
     intent
@@ -621,4 +646,102 @@ async fn an_unknown_kind_stops_the_release_before_the_record() {
         failure.message
     );
     assert_eq!(env.log(), ["lock", "unlock"]);
+}
+
+// Jobs: migrations run after the record and before the first change; verification after the
+// rollout decides whether the release succeeded.
+
+fn config_with_jobs() -> ReleaseConfig {
+    crate::config::parse(
+        Path::new("/repo/release.yaml"),
+        "apiVersion: kubectl-release.io/v1alpha1\nkind: ReleaseConfig\napp: web\nimage: r/web\n\
+         environments:\n  - name: qa\n    namespace: web-qa\n\
+         jobs:\n  - {name: migrate, phase: pre-deploy, command: [bin/migrate]}\n  - {name: smoke, phase: post-deploy, args: [--smoke]}\n",
+    )
+    .unwrap()
+}
+
+async fn release_with_jobs(env: FakeEnv, atomic: bool) -> (super::Ran, FakeEnv) {
+    let cfg = config_with_jobs();
+    let ctx = context(&cfg, env);
+    let ran = run(&ctx, &deploy(), &opts(atomic), &Interrupt::new()).await;
+    (ran, ctx.gateway)
+}
+
+#[tokio::test]
+async fn a_migration_runs_after_the_record_and_before_the_rollout() {
+    let (ran, env) = release_with_jobs(FakeEnv::new(two_workloads()), false).await;
+    assert!(ran.end.is_ok(), "{:?}", ran.end);
+    let log = env.log();
+    let at = |line: &str| {
+        log.iter()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("{line} not in {log:?}"))
+    };
+    assert!(at("create 1 in-progress") < at("job web-migrate-r1"));
+    assert!(at("job web-migrate-r1") < at(&format!("patch Deployment/web {NEW}")));
+    assert!(
+        at("wait new") < at("job web-smoke-r1"),
+        "verification after the rollout"
+    );
+    let record = env.record(1);
+    assert_eq!(record.jobs.len(), 2);
+    assert!(
+        record
+            .jobs
+            .iter()
+            .all(|j| j.outcome == JobOutcome::Succeeded)
+    );
+    assert_eq!(record.jobs[0].log_tail, ["migrate says hello"]);
+}
+
+#[tokio::test]
+async fn a_failed_migration_ends_the_release_before_any_change() {
+    let mut env = FakeEnv::new(two_workloads());
+    env.job_outcome = JobOutcome::Failed;
+    let (ran, env) = release_with_jobs(env, true).await;
+    let failure = ran.end.unwrap_err();
+    assert_eq!(failure.outcome, Outcome::Failed, "exit 5");
+    assert!(
+        failure
+            .message
+            .contains("pre-deploy Job `migrate` (web-migrate-r1) failed: BackoffLimitExceeded")
+            && failure.message.contains("migrate says hello"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        !env.log().iter().any(|l| l.starts_with("patch")),
+        "{:?}",
+        env.log()
+    );
+    assert_eq!(env.record(1).outcome, Outcome::Failed);
+    assert_eq!(ran.report.jobs[0].outcome, JobOutcome::Failed);
+}
+
+#[tokio::test]
+async fn a_migration_past_its_timeout_is_a_timeout() {
+    let mut env = FakeEnv::new(two_workloads());
+    env.job_outcome = JobOutcome::TimedOut;
+    let (ran, _) = release_with_jobs(env, false).await;
+    assert_eq!(ran.end.unwrap_err().outcome, Outcome::TimedOut, "exit 6");
+}
+
+#[tokio::test]
+async fn a_migration_that_succeeded_for_the_same_digests_is_not_run_again() {
+    let (first, env) = release_with_jobs(FakeEnv::new(two_workloads()), false).await;
+    assert!(first.end.is_ok());
+    // The same digests again, in workloads that were changed back by hand.
+    let (again, env) = release_with_jobs(env, false).await;
+    assert!(again.end.is_ok(), "{:?}", again.end);
+    let migrate = &again.report.jobs[0];
+    assert_eq!(migrate.outcome, JobOutcome::Skipped);
+    assert_eq!(migrate.ran_in, Some(1));
+    assert_eq!(
+        env.log()
+            .iter()
+            .filter(|l| l.starts_with("job web-migrate"))
+            .count(),
+        1
+    );
 }

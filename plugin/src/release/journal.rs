@@ -59,6 +59,12 @@ impl<'g, G: EnvGateway> Journal<'g, G> {
         self.write().await;
     }
 
+    /// Notes how one of the release's Jobs ended.
+    pub async fn job(&mut self, run: crate::domain::job::JobRun) {
+        self.record.jobs.push(run);
+        self.write().await;
+    }
+
     /// Ends the record with `outcome`.
     pub async fn finish(
         &mut self,

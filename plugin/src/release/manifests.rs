@@ -29,6 +29,9 @@ pub struct Desired {
     pub commit: CommitSha,
     /// Images pinned, labelled as the app's, in file order.
     pub objects: Vec<Manifest>,
+    /// Job templates marked with a phase (`kubectl-release.io/job-phase`): run as the
+    /// release's Jobs, not applied with the set.
+    pub job_templates: Vec<Manifest>,
     /// What the user should know: manifest edits not in the commit.
     pub warnings: Vec<String>,
 }
@@ -81,12 +84,24 @@ pub fn render(
             read.uncommitted.join(", ")
         ));
     }
+    let (job_templates, objects): (Vec<Manifest>, Vec<Manifest>) =
+        objects.into_iter().partition(is_phase_job);
     Ok(Some(Desired {
         path,
         commit: commit.clone(),
         objects,
+        job_templates,
         warnings,
     }))
+}
+
+/// A Job of the manifests marked to run in a phase of the release.
+fn is_phase_job(m: &Manifest) -> bool {
+    m.kind() == "Job"
+        && m.object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(names::ANNOTATION_JOB_PHASE))
+            .is_some()
 }
 
 fn pin(m: &mut Manifest, repository: &str, pins: &Pins<'_>) -> Result<(), Failure> {

@@ -17,6 +17,7 @@ pub mod drift;
 pub mod engine;
 pub mod gate;
 pub mod interrupt;
+pub mod jobs;
 pub mod journal;
 pub mod manifests;
 pub mod policy;
@@ -96,6 +97,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Take over manifest fields another field manager owns.
     pub force_conflicts: bool,
+    /// Run pre-deploy Jobs even when they already succeeded for the same bytes.
+    pub rerun_jobs: bool,
 }
 
 /// Everything a release needs to know about where it runs.

@@ -38,6 +38,9 @@ pub struct Report {
     pub objects: Vec<super::manifests::ObjectChange>,
     /// `sha256:…` of the rendered manifests (none without manifests).
     pub manifests_digest: Option<String>,
+    /// The release's Jobs: how each ended (a dry run: which would run, which are skipped),
+    /// with the last lines of their logs.
+    pub jobs: Vec<crate::domain::job::JobRun>,
 }
 
 impl Report {
@@ -58,6 +61,7 @@ impl Report {
             message: String::new(),
             objects: Vec::new(),
             manifests_digest: None,
+            jobs: Vec::new(),
         }
     }
 
@@ -111,6 +115,25 @@ impl Report {
         }
         if !self.objects.is_empty() {
             out.push_str(&self.render_objects());
+        }
+        if !self.jobs.is_empty() {
+            let rows: Vec<Vec<String>> = self
+                .jobs
+                .iter()
+                .map(|j| {
+                    vec![
+                        j.name.clone(),
+                        j.phase.to_string(),
+                        j.job.clone(),
+                        format!("{:?}", j.outcome).to_lowercase(),
+                        j.reason.clone(),
+                    ]
+                })
+                .collect();
+            out.push_str(&output::table(
+                &["JOB", "PHASE", "NAME", "OUTCOME", "REASON"],
+                &rows,
+            ));
         }
         if !self.hooks.is_empty() {
             out.push_str(&render_verdicts(&self.hooks));
