@@ -76,6 +76,10 @@ hooks:
     environments: [production]
     phases: [pre-promote]
     settings: {required: 2, excludeDeployer: true}
+jobs:
+  - name: migrate                # runs on the release's digest before the rollout, its log streamed
+    phase: pre-deploy
+    command: [sh, -c, "echo migrating the database; echo 2 migrations applied"]
 YAML
 # The app's manifests, one directory per environment: qa runs 2 replicas, production 3.
 manifests() { # DIR REPLICAS LOG_LEVEL
@@ -131,7 +135,7 @@ kubectl create namespace web-prod >/dev/null
 run cat release.yaml
 run kubectl release hooks verify
 
-say "Deploy the commit we are on to qa: its manifests are applied with the image pinned by digest, the rollout is waited for"
+say "Deploy the commit we are on to qa: the migration Job runs, the manifests are applied with the image pinned by digest, the rollout is waited for"
 run kubectl release deploy qa
 run kubectl -n web-qa get deploy,svc,configmap -l kubectl-release.io/app=web
 run kubectl -n web-qa get pods -o 'custom-columns=POD:.metadata.name,IMAGE-ID:.status.containerStatuses[0].imageID'
