@@ -524,3 +524,47 @@ async fn kubectl_finds_the_plugin_and_shows_every_verb_and_the_exit_codes() {
         out.stdout
     );
 }
+
+#[tokio::test]
+async fn a_branch_deploy_ships_the_remote_branch_head_and_says_so() {
+    let mut app = App::new("branch", 3).await;
+    let commits = app.commits();
+    for commit in &commits {
+        app.push(commit).await;
+    }
+    app.create_workloads(app.qa.name(), &app.pinned(&commits[0]))
+        .await;
+    // A fetched branch of a colleague, as CI's checkout has it: a remote-tracking ref.
+    let feature = commits[1].clone();
+    app.repo
+        .git(&["update-ref", "refs/remotes/origin/feature-x", &feature]);
+
+    let out = app
+        .release(&["deploy", "qa", "origin/feature-x", "-o", "json"])
+        .await;
+    assert!(out.success(), "{out}");
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["commit"], feature.as_str(), "{out}");
+    let web = app.deployment(app.qa.name(), "web").await;
+    let image = web.spec.template.spec.unwrap().containers[0].image.clone();
+    assert_eq!(image, Some(app.pinned(&feature)));
+
+    let recs = records(&app, app.qa.name()).await;
+    assert_eq!(recs.last().unwrap()["branch"], "origin/feature-x");
+    let status = app.release(&["status", "qa"]).await;
+    assert!(
+        status
+            .stdout
+            .contains(&format!("{} (origin/feature-x)", &feature[..7])),
+        "{status}"
+    );
+    // By SHA, no branch is claimed.
+    let out = app.release(&["deploy", "qa", &commits[2][..10]]).await;
+    assert!(out.success(), "{out}");
+    let recs = records(&app, app.qa.name()).await;
+    assert!(
+        recs.last().unwrap().get("branch").is_none(),
+        "{:?}",
+        recs.last()
+    );
+}

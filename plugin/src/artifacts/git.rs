@@ -24,6 +24,18 @@ pub fn resolve(dir: &Path, rev: Option<&str>) -> Result<CommitSha, Failure> {
     CommitSha::parse_full(&commit.id.to_string())
 }
 
+/// The branch `rev` names, when it names one: a local branch (`feature-x`) or a remote-tracking
+/// one (`origin/feature-x`). Records keep it, so `history` and `status` say where a release of
+/// a branch head came from.
+pub fn branch_name(dir: &Path, rev: &str) -> Option<String> {
+    let repo = gix::discover(dir).ok()?;
+    let rev = rev.strip_prefix("refs/heads/").unwrap_or(rev);
+    ["refs/heads/", "refs/remotes/"]
+        .iter()
+        .any(|prefix| repo.find_reference(&format!("{prefix}{rev}")).is_ok())
+        .then(|| rev.to_string())
+}
+
 /// Turns gix's error into advice: an ambiguous short SHA wants more digits.
 fn describe_rev_error(rev: &str, err: &str) -> String {
     if err.contains("ambiguous") || err.contains("Ambiguous") {
@@ -75,6 +87,21 @@ mod tests {
             resolve(dir.path(), Some(&first[..8])).unwrap().as_str(),
             first
         );
+        // A remote-tracking branch, as CI's checkouts have them.
+        git(&["update-ref", "refs/remotes/origin/feature-x", &first]);
+        assert_eq!(
+            resolve(dir.path(), Some("origin/feature-x"))
+                .unwrap()
+                .as_str(),
+            first
+        );
+        assert_eq!(
+            branch_name(dir.path(), "origin/feature-x").as_deref(),
+            Some("origin/feature-x")
+        );
+        assert_eq!(branch_name(dir.path(), "main").as_deref(), Some("main"));
+        assert_eq!(branch_name(dir.path(), "v1"), None, "a tag is no branch");
+        assert_eq!(branch_name(dir.path(), &first[..8]), None);
         let err = resolve(dir.path(), Some("no-such-branch")).unwrap_err();
         assert!(
             err.message.contains("cannot find commit `no-such-branch`"),

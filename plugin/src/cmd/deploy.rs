@@ -46,6 +46,10 @@ async fn deploy(
     let ctx = release::Context::prepare(cfg, &clients, &target).await?;
     let mut intent = Intent::new(ReleaseKind::Deploy);
     intent.manifests = manifests;
+    intent.branch = args.rev.as_deref().and_then(|rev| {
+        let dir = cfg.path.parent().unwrap_or(std::path::Path::new("."));
+        git::branch_name(dir, rev)
+    });
     intent.image_tag = Some(format!("{}:{commit}", cfg.image));
     intent.commit = Some(commit);
     intent.wanted = Wanted::Digest(digest);
@@ -55,7 +59,7 @@ async fn deploy(
 }
 
 /// REV → the full commit: `--commit` in CI, else the checkout the config lives in.
-fn resolve_commit(cfg: &ReleaseConfig, args: &DeployArgs) -> Result<CommitSha> {
+pub(crate) fn resolve_commit(cfg: &ReleaseConfig, args: &DeployArgs) -> Result<CommitSha> {
     Ok(match &args.commit {
         Some(sha) => CommitSha::parse_full(sha)?,
         None => {
@@ -67,7 +71,7 @@ fn resolve_commit(cfg: &ReleaseConfig, args: &DeployArgs) -> Result<CommitSha> {
 
 /// The commit's image → the digest the registry serves for it. No image is a usage error:
 /// nothing has been touched yet, and the fix is to build it (or wait for CI).
-async fn commit_digest(
+pub(crate) async fn commit_digest(
     cfg: &ReleaseConfig,
     args: &DeployArgs,
     commit: &CommitSha,

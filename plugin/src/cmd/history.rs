@@ -26,9 +26,10 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Re
                     .map(|d| short_digest(d))
                     .collect::<Vec<_>>()
                     .join(",");
-                let from = match (&r.source_environment, r.restored_revision) {
-                    (Some(src), _) => format!("from {src}"),
-                    (None, Some(rev)) => format!("to revision {rev}"),
+                let from = match (&r.source_environment, r.restored_revision, &r.branch) {
+                    (Some(src), _, _) => format!("from {src}"),
+                    (None, Some(rev), _) => format!("to revision {rev}"),
+                    (None, None, Some(branch)) => format!("branch {branch}"),
                     _ => String::new(),
                 };
                 vec![

@@ -28,9 +28,7 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) ->
                 vec![
                     s.environment.clone(),
                     s.revision.map_or("-".into(), |r| r.to_string()),
-                    s.commit
-                        .as_deref()
-                        .map_or("-".into(), |c| c.chars().take(7).collect()),
+                    commit_cell(s),
                     digests.join(","),
                     format!("{}/{}", s.ready, s.desired),
                     s.released_at.as_deref().map_or("-".into(), output::age),
@@ -48,6 +46,18 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) ->
         )
     })?;
     Ok(Outcome::Succeeded)
+}
+
+/// The short commit, and the branch it was deployed by.
+fn commit_cell(s: &EnvStatus) -> String {
+    let commit: String = s
+        .commit
+        .as_deref()
+        .map_or("-".into(), |c| c.chars().take(7).collect());
+    match &s.branch {
+        Some(branch) => format!("{commit} ({branch})"),
+        None => commit,
+    }
 }
 
 /// Image drift and config drift in one cell.

@@ -35,6 +35,9 @@ pub struct Release {
     /// `repo:<sha>` the digest was resolved from, when the release was a commit deploy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_tag: Option<String>,
+    /// The branch the commit was the head of, when the release was asked for by branch name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
     /// Every planned container change, pinned by digest.
     pub containers: Vec<ContainerChange>,
     pub actor: Actor,
@@ -212,6 +215,7 @@ pub mod fixtures {
             manifests: None,
             applied_objects: vec![],
             jobs: vec![],
+            branch: None,
         }
     }
 }

@@ -18,6 +18,9 @@ pub struct EnvStatus {
     pub revision: Option<u64>,
     pub outcome: Option<String>,
     pub commit: Option<String>,
+    /// The branch the newest release was deployed by, when it was asked for by branch name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
     /// The app's distinct images running now (by the workloads' specs).
     pub images: Vec<String>,
     pub ready: i64,
@@ -112,6 +115,7 @@ pub fn env_status(
         revision: newest.map(|r| r.revision),
         outcome: newest.map(|r| r.outcome.to_string()),
         commit: newest.and_then(|r| r.commit.as_ref().map(ToString::to_string)),
+        branch: newest.and_then(|r| r.branch.clone()),
         images,
         ready,
         desired,

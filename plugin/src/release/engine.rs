@@ -390,6 +390,7 @@ fn new_record<G>(
         kind: intent.kind,
         commit: intent.commit.clone(),
         image_tag: intent.image_tag.clone(),
+        branch: intent.branch.clone(),
         containers: planned.to_vec(),
         actor: ctx.actor.clone(),
         started_at: jiff::Timestamp::now().to_string(),

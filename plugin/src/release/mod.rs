@@ -47,6 +47,8 @@ pub struct Intent {
     pub commit: Option<CommitSha>,
     /// `repo:<sha>` the digest was resolved from.
     pub image_tag: Option<String>,
+    /// The branch the commit is the head of, when it was asked for by branch name.
+    pub branch: Option<String>,
     pub wanted: Wanted,
     pub source_environment: Option<String>,
     pub source_revision: Option<u64>,
@@ -66,6 +68,7 @@ impl Intent {
             kind,
             commit: None,
             image_tag: None,
+            branch: None,
             wanted: Wanted::Exact(BTreeMap::new()),
             source_environment: None,
             source_revision: None,
