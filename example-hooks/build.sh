@@ -15,7 +15,7 @@ fi
 
 hooks=("$@")
 if [ ${#hooks[@]} -eq 0 ]; then
-  hooks=(same-image-across-envs required-labels approval-rules)
+  hooks=(same-image-across-envs required-labels approval-rules web-service-generator)
 fi
 
 packages=()

@@ -14,12 +14,14 @@
 //!   plumbing of a hook's `main`;
 //! - [`helpers`]: image references, labels, times, approvals;
 //! - [`testing`]: a fixture harness for `cargo test`;
-//! - [`schema`]: the JSON Schema of both documents, for authors in other languages.
+//! - [`schema`]: the JSON Schema of both documents, for authors in other languages;
+//! - [`generator`]: the generator v1 contract (app spec, request, response, guest `run`).
 //!
 //! It depends on serde, serde_json and schemars only, and builds for `wasm32-wasip1`.
 
 #![warn(missing_docs)]
 
+pub mod generator;
 pub mod guest;
 pub mod helpers;
 pub mod schema;

@@ -26,6 +26,14 @@ pub fn response_schema() -> Value {
     )
 }
 
+/// The JSON Schema (draft 2020-12) of the app spec, `spec:` in release.yaml.
+pub fn app_spec_schema() -> Value {
+    with_id(
+        serde_json::to_value(schemars::schema_for!(crate::generator::AppSpec)),
+        "app-spec.schema.json",
+    )
+}
+
 fn with_id(schema: Result<Value, serde_json::Error>, file: &str) -> Value {
     // Serializing a schema (a JSON value already) cannot fail.
     let mut schema = schema.unwrap_or_default();

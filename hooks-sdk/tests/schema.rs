@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use hooks_sdk::schema::{request_schema, response_schema, to_file_text};
+use hooks_sdk::schema::{app_spec_schema, request_schema, response_schema, to_file_text};
 
 #[test]
 fn checked_in_schemas_match_the_types() {
@@ -13,6 +13,7 @@ fn checked_in_schemas_match_the_types() {
     for (file, schema) in [
         ("hook-request.schema.json", request_schema()),
         ("hook-response.schema.json", response_schema()),
+        ("app-spec.schema.json", app_spec_schema()),
     ] {
         let path = dir.join(file);
         let generated = to_file_text(&schema);

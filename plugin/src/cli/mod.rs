@@ -118,6 +118,11 @@ pub enum Command {
     Plan(DeployArgs),
     /// Adopt a running app: write release.yaml and export each environment's objects as manifests
     Init(InitArgs),
+    /// Preview environments per pull request: up, down, list, gc
+    #[command(subcommand)]
+    Preview(PreviewCommand),
+    /// Render each environment's manifests from the app spec through the generator module
+    Generate(GenerateArgs),
     /// Test, verify, push and pull WASM hooks
     #[command(subcommand)]
     Hooks(HooksCommand),
@@ -221,6 +226,16 @@ pub struct DeployArgs {
     /// Environment to deploy to, as named in release.yaml
     pub env: String,
 
+    #[command(flatten)]
+    pub revision: RevisionArgs,
+
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+/// Which commit to release, and how long to wait for its image: `deploy` and `preview up`.
+#[derive(Debug, Clone, Args)]
+pub struct RevisionArgs {
     /// Branch, tag, short or full SHA to deploy (default: HEAD)
     #[arg(conflicts_with = "commit")]
     pub rev: Option<String>,
@@ -232,9 +247,6 @@ pub struct DeployArgs {
     /// Wait this long for CI to push the commit's image before giving up
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub wait_for_image: Option<Duration>,
-
-    #[command(flatten)]
-    pub rollout: RolloutArgs,
 }
 
 #[derive(Debug, Args)]
@@ -327,6 +339,55 @@ pub struct HooksPushArgs {
 pub struct HooksPullArgs {
     /// The module to fetch: oci://registry/repository@sha256:…
     pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Environments to generate (default: every environment with `manifests`)
+    pub envs: Vec<String>,
+    /// Write nothing; exit 1 with a diff when the committed manifests differ (the CI check)
+    #[arg(long)]
+    pub check: bool,
+    /// Every app of a monorepo (each release.yaml below -f DIR or the git root)
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PreviewCommand {
+    /// Deploy a pull request's commit into its own namespace (again: update it in place)
+    Up(PreviewUpArgs),
+    /// Delete a pull request's preview and everything in it
+    Down(PreviewPrArgs),
+    /// The app's previews: pull request, commit, age, expiry, readiness
+    List,
+    /// Delete expired previews, and with --keep those of closed pull requests
+    Gc(PreviewGcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewUpArgs {
+    /// The pull request's number
+    #[arg(long, value_name = "N")]
+    pub pr: String,
+    #[command(flatten)]
+    pub revision: RevisionArgs,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewPrArgs {
+    /// The pull request's number
+    #[arg(long, value_name = "N")]
+    pub pr: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewGcArgs {
+    /// The open pull requests (as CI knows them): previews of any other are deleted too
+    #[arg(long, value_delimiter = ',', value_name = "N,M,…")]
+    pub keep: Option<Vec<String>>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod lease;
 pub mod objects;
 pub mod policy;
+pub mod previews;
 pub mod records;
 pub mod rollout;
 pub mod workloads;

@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::{conclude, interrupt, options, ran_or_report};
 use crate::artifacts::git;
 use crate::artifacts::registry::{Registry, RegistryError};
-use crate::cli::{DeployArgs, GlobalArgs};
+use crate::cli::{DeployArgs, GlobalArgs, RevisionArgs};
 use crate::cluster::Clients;
 use crate::config::ReleaseConfig;
 use crate::domain::{CommitSha, Failure, Outcome, ReleaseKind};
@@ -34,8 +34,8 @@ async fn deploy(
     interrupt: &release::Interrupt,
 ) -> Result<Ran> {
     let env = cfg.environment(&args.env)?;
-    let commit = resolve_commit(cfg, args)?;
-    let digest = commit_digest(cfg, args, &commit).await?;
+    let commit = resolve_commit(cfg, &args.revision)?;
+    let digest = commit_digest(cfg, &args.revision, &commit).await?;
     tracing::info!(%commit, %digest, "resolved the commit's image");
 
     // Manifests are read and checked before anything talks to the cluster.
@@ -46,7 +46,7 @@ async fn deploy(
     let ctx = release::Context::prepare(cfg, &clients, &target).await?;
     let mut intent = Intent::new(ReleaseKind::Deploy);
     intent.manifests = manifests;
-    intent.branch = args.rev.as_deref().and_then(|rev| {
+    intent.branch = args.revision.rev.as_deref().and_then(|rev| {
         let dir = cfg.path.parent().unwrap_or(std::path::Path::new("."));
         git::branch_name(dir, rev)
     });
@@ -59,7 +59,7 @@ async fn deploy(
 }
 
 /// REV → the full commit: `--commit` in CI, else the checkout the config lives in.
-pub(crate) fn resolve_commit(cfg: &ReleaseConfig, args: &DeployArgs) -> Result<CommitSha> {
+pub(crate) fn resolve_commit(cfg: &ReleaseConfig, args: &RevisionArgs) -> Result<CommitSha> {
     Ok(match &args.commit {
         Some(sha) => CommitSha::parse_full(sha)?,
         None => {
@@ -73,7 +73,7 @@ pub(crate) fn resolve_commit(cfg: &ReleaseConfig, args: &DeployArgs) -> Result<C
 /// nothing has been touched yet, and the fix is to build it (or wait for CI).
 pub(crate) async fn commit_digest(
     cfg: &ReleaseConfig,
-    args: &DeployArgs,
+    args: &RevisionArgs,
     commit: &CommitSha,
 ) -> Result<String> {
     let registry = Registry::new();

@@ -3,20 +3,22 @@
 
 pub mod approve;
 pub mod deploy;
+pub mod generate;
 pub mod history;
 pub mod hooks;
 pub mod hooks_registry;
 pub mod init;
 pub mod policy;
+pub mod preview;
 pub mod promote;
 pub mod rollback;
 pub mod status;
 pub mod webhook;
 pub mod where_;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::cli::{
     Cli, Command, GlobalArgs, HooksCommand, PolicyCommand, RolloutArgs, WebhookCommand,
@@ -32,6 +34,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Deploy(args) => deploy::run(global, &load_config(global)?, args, false).await,
         Command::Plan(args) => deploy::run(global, &load_config(global)?, args, true).await,
         Command::Init(args) => init::run(global, args).await,
+        Command::Generate(args) => generate::run(global, args).await,
+        Command::Preview(command) => preview::run(global, &load_config(global)?, command).await,
         Command::Status(args) => status::run(global, &load_config(global)?, args).await,
         Command::Where(args) => where_::run(global, &load_config(global)?, args).await,
         Command::History(args) => history::run(global, &load_config(global)?, &args.env).await,
@@ -101,4 +105,31 @@ pub fn conclude(global: &GlobalArgs, ran: Ran) -> Result<Outcome> {
         Ok(()) => Ok(ran.report.outcome),
         Err(failure) => Err(failure.into()),
     }
+}
+
+/// Every release.yaml of a monorepo: below `-f DIR`, or below the git root (`--all`).
+pub fn monorepo_configs(global: &GlobalArgs) -> Result<Vec<PathBuf>> {
+    let root = match &global.file {
+        Some(dir) if dir.is_dir() => dir.clone(),
+        Some(file) => {
+            return Err(Failure::invalid(format!(
+                "--all takes a directory with -f, not the file {}",
+                file.display()
+            ))
+            .into());
+        }
+        None => {
+            let cwd = std::env::current_dir()?;
+            cwd.ancestors()
+                .find(|d| d.join(".git").exists())
+                .unwrap_or(&cwd)
+                .to_path_buf()
+        }
+    };
+    let configs = config::discover_all(&root)
+        .with_context(|| format!("cannot search {} for release.yaml files", root.display()))?;
+    if configs.is_empty() {
+        return Err(Failure::invalid(format!("no release.yaml below {}", root.display())).into());
+    }
+    Ok(configs)
 }

@@ -1,9 +1,9 @@
 //! `promote FROM [TO]`: ship exactly the digests running in FROM to TO.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -164,22 +164,7 @@ struct AppResult {
 /// Exits 0 when all succeeded (or had nothing to do); otherwise 1 if any app met an unexpected
 /// error, else the highest exit code among the apps.
 pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<Outcome> {
-    let root = match &global.file {
-        Some(dir) if dir.is_dir() => dir.clone(),
-        Some(file) => {
-            return Err(Failure::invalid(format!(
-                "--all takes a directory with -f, not the file {}",
-                file.display()
-            ))
-            .into());
-        }
-        None => git_root(&std::env::current_dir()?),
-    };
-    let configs = config::discover_all(&root)
-        .with_context(|| format!("cannot search {} for release.yaml files", root.display()))?;
-    if configs.is_empty() {
-        return Err(Failure::invalid(format!("no release.yaml below {}", root.display())).into());
-    }
+    let configs = super::monorepo_configs(global)?;
     let clients = &Clients::new(&global.kube_settings())?;
     let interrupt = &super::interrupt();
     let results: Vec<AppResult> = futures::stream::iter(configs)
@@ -275,14 +260,6 @@ fn worst_outcome(results: &[AppResult]) -> Outcome {
         7 => Outcome::Locked,
         _ => Outcome::Error,
     }
-}
-
-/// The git root above `dir`, or `dir` itself outside a repository.
-fn git_root(dir: &Path) -> PathBuf {
-    dir.ancestors()
-        .find(|d| d.join(".git").exists())
-        .unwrap_or(dir)
-        .to_path_buf()
 }
 
 /// What runs in a promotion's source environment, ready to ship.

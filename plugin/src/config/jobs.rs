@@ -23,7 +23,7 @@ impl Validator<'_> {
         let mut seen: HashSet<&str> = HashSet::new();
         for (i, job) in raw.jobs.iter().enumerate() {
             let at = |field: &'static str| [Key("jobs"), Index(i), Key(field)];
-            if !super::is_dns_label(&job.name) || job.name.len() > MAX_JOB_NAME {
+            if !crate::domain::names::is_dns_label(&job.name) || job.name.len() > MAX_JOB_NAME {
                 return Err(self.error(
                     &at("name"),
                     format!(

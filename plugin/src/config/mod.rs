@@ -5,10 +5,13 @@
 //! unknown fields and wrong types with a location; `validate` then checks what serde cannot
 //! (references between environments, pins, durations) and produces the typed [`ReleaseConfig`].
 
+pub mod generate;
 mod jobs;
 pub mod locate;
+pub mod previews;
 mod raw;
 
+use crate::domain::names::is_dns_label;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 use hooks_sdk::Phase;
 
+pub use previews::PreviewsConfig;
 pub use raw::{FailurePolicy, Need, split_serde_message};
 
 pub const API_VERSION: &str = "kubectl-release.io/v1alpha1";
@@ -49,6 +53,10 @@ pub struct ReleaseConfig {
     /// Migration and verification Jobs in short form (Job templates in the manifests are the
     /// other form).
     pub jobs: Vec<crate::domain::job::JobSpec>,
+    /// One environment per pull request (`previews:`), if the app has them.
+    pub previews: Option<PreviewsConfig>,
+    /// The app spec and its generator (`spec:` and `generator:`), if manifests are generated.
+    pub generate: Option<generate::GenerateConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,6 +308,8 @@ impl Validator<'_> {
         let names = self.check_environments(&raw.environments)?;
         let hooks = self.check_hooks(&raw, &names)?;
         let jobs = self.check_jobs(&raw, &names)?;
+        let previews = self.check_previews(&raw)?;
+        let generate = self.check_generate(&raw)?;
         Ok(ReleaseConfig {
             path: self.path.to_path_buf(),
             app: raw.app,
@@ -329,6 +339,8 @@ impl Validator<'_> {
                 .collect(),
             hooks,
             jobs,
+            previews,
+            generate,
         })
     }
 
@@ -610,16 +622,6 @@ fn promotion_cycle(envs: &[raw::RawEnvironment]) -> Option<(usize, Vec<String>)>
         }
     }
     None
-}
-
-fn is_dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// A duration longer than zero in humantime style: `500ms`, `2s`, `1m 30s`.

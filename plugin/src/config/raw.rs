@@ -25,6 +25,13 @@ pub struct RawConfig {
     pub hooks: Vec<RawHook>,
     #[serde(default)]
     pub jobs: Vec<RawJob>,
+    #[serde(default)]
+    pub previews: Option<super::previews::RawPreviews>,
+    /// The app spec `generate` renders manifests from (`generate.rs`).
+    #[serde(default)]
+    pub spec: Option<crate::domain::spec::AppSpec>,
+    #[serde(default)]
+    pub generator: Option<super::generate::RawGenerator>,
 }
 
 #[derive(Debug, Deserialize)]

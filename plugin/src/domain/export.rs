@@ -7,6 +7,7 @@
 //! pins an address). [`clean`] keeps what a person would have written, so the exported files
 //! read like hand-written manifests and deploy back as a no-op.
 
+use super::names::is_dns_label;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -64,16 +65,6 @@ pub fn parse_env_arg(arg: &str) -> Result<EnvArg, Failure> {
         namespace: namespace.to_string(),
         context,
     })
-}
-
-fn is_dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// The workload as a whole object: list responses leave `apiVersion` and `kind` out of their

@@ -37,3 +37,15 @@ pub fn lock_name(app: &str, env: &str) -> String {
 pub fn records_selector(app: &str, env: &str) -> String {
     format!("{LABEL_RECORD}=true,{LABEL_APP}={app},{LABEL_ENVIRONMENT}={env}")
 }
+
+/// An RFC 1123 label: what Kubernetes accepts as a namespace, and what we accept as an app,
+/// environment, job or container name.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}

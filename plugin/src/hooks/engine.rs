@@ -475,6 +475,25 @@ impl LoadedHook {
             .map(|e| e.response)
     }
 
+    /// One run of the module with `argv` and `stdin` in the hook sandbox (same store, limits
+    /// and slots as [`LoadedHook::evaluate`]), for contracts other than the hook's (generators).
+    pub(crate) fn run_raw(
+        &self,
+        argv: [&'static str; 2],
+        stdin: Vec<u8>,
+    ) -> Result<sandbox::RunOutput, HookError> {
+        sandbox::run(
+            &self.inner.pre,
+            &self.inner.engine.slots,
+            RunSpec {
+                hook: self.name().to_string(),
+                argv,
+                stdin,
+                limits: self.inner.config.limits,
+            },
+        )
+    }
+
     /// Runs the hook with `command` and returns the verdict with the logs and timing.
     ///
     /// # Errors
@@ -518,6 +537,16 @@ impl LoadedHook {
 const EXCERPT_CHARS: usize = 200;
 
 fn parse_response(hook: &str, stdout: &[u8]) -> Result<HookResponse, HookError> {
+    parse_document(hook, stdout, "HookResponse")
+}
+
+/// One JSON document of type `T` from a module's stdout (`what` names it in the error), or
+/// an invalid-response error with an excerpt of what it wrote.
+pub(crate) fn parse_document<T: serde::de::DeserializeOwned>(
+    hook: &str,
+    stdout: &[u8],
+    what: &str,
+) -> Result<T, HookError> {
     let invalid = |reason: String| HookError::InvalidResponse {
         hook: hook.to_string(),
         reason,
@@ -529,8 +558,8 @@ fn parse_response(hook: &str, stdout: &[u8]) -> Result<HookResponse, HookError> 
     if stdout.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid("it wrote nothing to stdout".into()));
     }
-    serde_json::from_slice::<HookResponse>(stdout)
-        .map_err(|e| invalid(format!("not one HookResponse JSON document ({e})")))
+    serde_json::from_slice::<T>(stdout)
+        .map_err(|e| invalid(format!("not one {what} JSON document ({e})")))
 }
 
 #[cfg(test)]

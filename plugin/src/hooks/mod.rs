@@ -25,6 +25,7 @@
 mod cache;
 mod engine;
 mod error;
+pub mod generator;
 mod phase;
 mod poll_guard;
 mod sandbox;
