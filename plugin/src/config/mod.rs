@@ -305,7 +305,14 @@ impl Validator<'_> {
 
     fn validate(&self, raw: raw::RawConfig) -> Result<ReleaseConfig, ConfigError> {
         let image = self.check_header(&raw)?;
-        let names = self.check_environments(&raw.environments)?;
+        let mut names = self.check_environments(&raw.environments)?;
+        // Previews are released as the environment `preview`: hooks and Jobs may name it.
+        if raw.previews.is_some() && !names.insert(crate::domain::preview::ENVIRONMENT) {
+            return Err(self.error(
+                &[locate::Seg::Key("previews")],
+                "an environment is named `preview`, the name previews are released as; rename that environment",
+            ));
+        }
         let hooks = self.check_hooks(&raw, &names)?;
         let jobs = self.check_jobs(&raw, &names)?;
         let previews = self.check_previews(&raw)?;

@@ -436,3 +436,21 @@ fn require_verification_needs_a_source() {
         "{err}"
     );
 }
+
+#[test]
+fn hooks_may_name_the_preview_environment_when_there_are_previews() {
+    let hook_for_previews =
+        GOOD.replacen("environments: [production]", "environments: [preview]", 1);
+    let err = parse_str(&hook_for_previews)
+        .expect_err("no previews: `preview` is unknown")
+        .to_string();
+    assert!(err.contains("unknown environment `preview`"), "{err}");
+    let with_previews = hook_for_previews.replacen("hooks:\n", "previews: {from: qa}\nhooks:\n", 1);
+    let with_previews = with_previews.replacen(
+        "    namespace: web-qa\n",
+        "    namespace: web-qa\n    manifests: kubernetes/qa\n",
+        1,
+    );
+    let cfg = parse_str(&with_previews).unwrap();
+    assert!(cfg.hooks[0].applies_to(hooks_sdk::Phase::PreDeploy, "preview"));
+}
