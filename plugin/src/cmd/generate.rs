@@ -62,8 +62,10 @@ async fn generate_app(
         .into());
     };
     let targets = targets(cfg, names)?;
+    // The same module named by different relative paths is one module: load it once.
+    let module = &gen_cfg.generator.module;
     let key = (
-        gen_cfg.generator.module.clone(),
+        std::fs::canonicalize(module).unwrap_or_else(|_| module.clone()),
         gen_cfg.generator.sha256.clone(),
     );
     let hook = match loaded.get(&key) {
@@ -123,7 +125,7 @@ fn generate_blocking(
             format!("{}/{env}: {e}; nothing was written", cfg.app),
         )
     };
-    generator::validate_settings(hook).map_err(|e| match e {
+    generator::validate_settings(hook, &gen_cfg.generator.settings).map_err(|e| match e {
         GenerateError::Refused(m) => {
             Failure::invalid(format!("{}: generator.settings: {m}", cfg.path.display()))
         }

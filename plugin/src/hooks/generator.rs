@@ -33,14 +33,15 @@ pub fn generate(
     call(generator, GeneratorCommand::Generate, request)
 }
 
-/// Asks the generator whether its settings are acceptable.
+/// Asks the generator whether `settings` (an app's: one loaded module serves every app of a
+/// monorepo) are acceptable.
 ///
 /// # Errors
 ///
 /// As [`generate`]; rejected settings are [`GenerateError::Refused`].
-pub fn validate_settings(generator: &LoadedHook) -> Result<(), GenerateError> {
+pub fn validate_settings(generator: &LoadedHook, settings: &Value) -> Result<(), GenerateError> {
     let request = GenerateRequest {
-        settings: generator.settings().clone(),
+        settings: settings.clone(),
         ..GenerateRequest::default()
     };
     call(generator, GeneratorCommand::ValidateSettings, &request).map(|_| ())
