@@ -8,6 +8,7 @@ bash tests/testenv/install.sh >/dev/null
 bash example-hooks/build.sh
 # The same required-labels contract in Go and in Zig, run against the shared fixtures.
 bash example-hooks/required-labels-go/build.sh
+bash example-hooks/web-service-generator-go/build.sh
 bash example-hooks/required-labels-zig/build.sh
 # The code stays formatted and lint-free: CI fails on either before any test runs.
 cargo fmt --all --check

@@ -61,6 +61,8 @@ fn example_hook_modules_pass_their_conformance_fixtures() {
         .filter_map(Result::ok)
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        // The generators' fixtures follow another contract: tests/generator_conformance.rs.
+        .filter(|name| name != "generator")
         .collect();
     hooks.sort();
     assert!(

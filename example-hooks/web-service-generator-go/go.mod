@@ -1,0 +1,3 @@
+module kubectl-release.io/example-hooks/web-service-generator-go
+
+go 1.23
