@@ -62,9 +62,20 @@ pub async fn run(
     let name = job.job_name().to_string();
     let object: Job = serde_json::from_value(job.object.clone())
         .with_context(|| format!("Job `{}` is not a valid Job", job.name))?;
-    api.create(&PostParams::default(), &object)
-        .await
-        .with_context(|| format!("cannot create Job {name}"))?;
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => {}
+        // The same release's Job, created by a run that died (a resumed release): follow it
+        // rather than fail on the name.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            progress.say(&format!(
+                "{}: Job {name} exists already: following it",
+                job.name
+            ));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot create Job {name}")));
+        }
+    }
     progress.say(&format!("{}: running Job {name} ({})", job.name, job.phase));
     let tail = Tail::default();
     let done = tokio_util::sync::CancellationToken::new();

@@ -118,7 +118,11 @@ fn shorten(name: &str) -> String {
 
 fn cut_with_hash(name: &str, full: &str) -> String {
     let hash = short_hash(full);
-    let keep = MAX_NAME - hash.len() - 1;
+    let mut keep = MAX_NAME - hash.len() - 1;
+    // A pattern may hold any character: cut on a character boundary, never inside one.
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
     let head = name[..keep].trim_end_matches('-');
     format!("{head}-{hash}")
 }
@@ -310,6 +314,15 @@ pub fn check_limit(previews: &[Preview], pr: PrNumber, max: usize) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_pattern_with_other_characters_is_cut_without_a_panic() {
+        let pattern = format!("{{app}}-{}-{{pr}}", "é".repeat(40));
+        let name = namespace_name(&pattern, "web", PrNumber::parse("7").unwrap());
+        assert!(name.len() <= 63, "{name}");
+        assert!(name.is_ascii(), "{name}");
+        assert!(cut_with_hash(&"é".repeat(40), "x").len() <= 63);
+    }
 
     fn at(secs: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap()
