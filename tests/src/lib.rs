@@ -63,6 +63,7 @@ pub use wait::{
 pub use webhook::{
     APPROVAL_LABEL, APPROVALS_NAMESPACE, APPROVALS_WEBHOOK, GOVERNED_LABEL, WORKLOADS_WEBHOOK,
     Webhook, eventually, govern, metric, push_hook_module, write_cluster_policy,
+    write_cluster_policy_sections,
 };
 pub use workloads::{WorkloadBuilder, apply, cronjob, daemonset, deployment, statefulset};
 

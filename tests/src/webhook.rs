@@ -383,14 +383,20 @@ where
 /// `policy.yaml`) as the platform admin, with `hooks` as the YAML list items of its `hooks:`
 /// (empty: no hooks). Applies `plugin/rbac/policy.yaml` first.
 pub async fn write_cluster_policy(env: &TestEnv, hooks: &str) {
-    crate::setup_policy_rbac(env).await;
     let hooks = if hooks.trim().is_empty() {
         " []\n".to_string()
     } else {
         format!("\n{hooks}")
     };
+    write_cluster_policy_sections(env, &format!("hooks:{hooks}")).await;
+}
+
+/// Writes the cluster policy with `sections` (YAML: `hooks:`, `generator:`) after its
+/// apiVersion and kind, as [`write_cluster_policy`] does.
+pub async fn write_cluster_policy_sections(env: &TestEnv, sections: &str) {
+    crate::setup_policy_rbac(env).await;
     let policy =
-        format!("apiVersion: kubectl-release.io/v1alpha1\nkind: ClusterPolicy\nhooks:{hooks}");
+        format!("apiVersion: kubectl-release.io/v1alpha1\nkind: ClusterPolicy\n{sections}");
     let manifest = serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "kubectl-release-policy", "namespace": "kubectl-release-system"},

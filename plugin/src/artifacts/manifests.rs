@@ -35,6 +35,9 @@ pub struct Source {
 #[derive(Debug, Clone)]
 pub struct AtCommit {
     pub sources: Vec<Source>,
+    /// Whether `sources` is a kustomization's build (one source) rather than the directory's
+    /// own files.
+    pub kustomized: bool,
     /// Paths (relative to the release.yaml directory) under the manifests directory whose
     /// working-tree content differs from the commit: added, changed or deleted. These are not
     /// deployed; the caller warns.
@@ -68,7 +71,8 @@ pub fn read_at_commit(
     let mut files = Vec::new();
     list_tree(&dir, "", &mut files).map_err(|e| repo_error(&label, commit, &e))?;
 
-    let sources = if files.iter().any(is_kustomization) {
+    let kustomized = files.iter().any(is_kustomization);
+    let sources = if kustomized {
         vec![kustomize_build(&root, &prefix, &full, &label, commit)?]
     } else {
         plain_sources(&repo, &files, &label, commit)?
@@ -76,6 +80,7 @@ pub fn read_at_commit(
     let uncommitted = uncommitted(&repo, &files, &config_dir.join(manifests), &label);
     Ok(AtCommit {
         sources,
+        kustomized,
         uncommitted,
     })
 }

@@ -351,6 +351,10 @@ pub struct GenerateArgs {
     /// Every app of a monorepo (each release.yaml below -f DIR or the git root)
     #[arg(long)]
     pub all: bool,
+    /// Do not read the environments' cluster policies: use release.yaml's generator, even
+    /// where a policy mandates another (its releases will be denied)
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,17 +2,21 @@
 //!
 //! Every environment is generated and checked before anything is written, so a generator that
 //! fails (timeout, garbage, an object in another namespace) leaves every directory as it was.
+//! Each environment's generator is the one its cluster policy mandates for its namespace, else
+//! release.yaml's (`--offline` reads no policy).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
+use crate::artifacts::oci_modules::ModuleStore;
 use crate::cli::{GenerateArgs, GlobalArgs};
-use crate::config::{self, ReleaseConfig};
+use crate::cluster::Clients;
+use crate::config::{self, Environment, HookConfig, ReleaseConfig};
 use crate::domain::{Failure, Outcome, spec};
-use crate::hooks::generator::{self, GenerateError};
 use crate::hooks::{HookEngine, LoadedHook};
+use crate::release::{generated, policy};
 
 /// One environment's generated files, next to what its manifests directory holds.
 struct EnvFiles {
@@ -27,8 +31,16 @@ struct EnvFiles {
 }
 
 pub async fn run(global: &GlobalArgs, args: &GenerateArgs) -> Result<Outcome> {
-    let engine = HookEngine::new(None)?;
-    let mut loaded = HashMap::new();
+    let mut generators = Generators {
+        engine: HookEngine::new(None)?,
+        clients: if args.offline {
+            None
+        } else {
+            Some(Clients::new(&global.kube_settings())?)
+        },
+        store: ModuleStore::default_location(),
+        loaded: HashMap::new(),
+    };
     let mut all = Vec::new();
     if args.all {
         if !args.envs.is_empty() {
@@ -37,49 +49,125 @@ pub async fn run(global: &GlobalArgs, args: &GenerateArgs) -> Result<Outcome> {
         for path in super::monorepo_configs(global)? {
             let cfg = config::load(&path).map_err(|e| Failure::invalid(e.to_string()))?;
             if cfg.generate.is_some() {
-                all.extend(generate_app(&engine, &mut loaded, &cfg, &[]).await?);
+                all.extend(generate_app(&mut generators, &cfg, &[]).await?);
             }
         }
     } else {
         let cfg = super::load_config(global)?;
-        all = generate_app(&engine, &mut loaded, &cfg, &args.envs).await?;
+        all = generate_app(&mut generators, &cfg, &args.envs).await?;
     }
     if args.check { check(&all) } else { write(&all) }
 }
 
+/// Where each environment's generator comes from, and every module loaded once.
+struct Generators {
+    engine: HookEngine,
+    /// `None` with `--offline`: no cluster policy is read.
+    clients: Option<Clients>,
+    store: ModuleStore,
+    /// (module path, sha256) → the module loaded.
+    loaded: HashMap<(PathBuf, String), LoadedHook>,
+}
+
+/// One environment to generate: where, with which module and settings.
+struct Target {
+    env: String,
+    dir: PathBuf,
+    generator: LoadedHook,
+    settings: serde_json::Value,
+    /// Where the settings are written, for a refusal: release.yaml or the cluster policy.
+    origin: String,
+}
+
+impl Generators {
+    /// The generator of `env`: the one its cluster policy mandates for its namespace, else
+    /// release.yaml's.
+    async fn choose(
+        &mut self,
+        cfg: &ReleaseConfig,
+        env: &Environment,
+    ) -> Result<(HookConfig, String)> {
+        let own = cfg.generate.as_ref().and_then(|g| g.generator.clone());
+        if let Some(clients) = &self.clients {
+            let target = clients.target(env).await.map_err(|e| {
+                Failure::invalid(format!(
+                    "{}/{}: cannot reach the cluster to read its policy ({e:#}); \
+                     pass --offline to generate with release.yaml's generator only",
+                    cfg.app, env.name
+                ))
+            })?;
+            if let Some(mandated) = policy::load_for(&target).await?.generator {
+                let config = policy::fetch_generator(&mandated, &self.store).await?;
+                if own.as_ref().is_some_and(|o| o.sha256 != config.sha256) {
+                    eprintln!(
+                        "{}/{}: the cluster policy mandates generator {}; release.yaml's generator is not used",
+                        cfg.app, env.name, mandated.module.text
+                    );
+                }
+                let origin = format!("the cluster policy of {}: generator.settings", env.name);
+                return Ok((config, origin));
+            }
+        }
+        let origin = format!("{}: generator.settings", cfg.path.display());
+        own.map(|o| (o, origin)).ok_or_else(|| {
+            Failure::invalid(format!(
+                "{}/{}: release.yaml names no `generator:` and the cluster policy mandates none; \
+                 add `generator:` (module and sha256) to {}",
+                cfg.app,
+                env.name,
+                cfg.path.display()
+            ))
+            .into()
+        })
+    }
+
+    /// The module of `config`, loaded once: the same module named by different relative
+    /// paths is one module.
+    fn load(&mut self, config: &HookConfig) -> Result<LoadedHook> {
+        let module = &config.module;
+        let key = (
+            std::fs::canonicalize(module).unwrap_or_else(|_| module.clone()),
+            config.sha256.clone(),
+        );
+        if let Some(hook) = self.loaded.get(&key) {
+            return Ok(hook.clone());
+        }
+        let hook = self
+            .engine
+            .load(config)
+            .map_err(|e| Failure::invalid(e.to_string()))?;
+        self.loaded.insert(key, hook.clone());
+        Ok(hook)
+    }
+}
+
 /// The environments `names` (default: every one with `manifests`) of one app, generated.
 async fn generate_app(
-    engine: &HookEngine,
-    loaded: &mut HashMap<(PathBuf, String), LoadedHook>,
+    generators: &mut Generators,
     cfg: &ReleaseConfig,
     names: &[String],
 ) -> Result<Vec<EnvFiles>> {
-    let Some(gen_cfg) = &cfg.generate else {
+    if cfg.generate.is_none() {
         return Err(Failure::invalid(format!(
-            "{} has no `spec:` and `generator:`: nothing to generate (see the README's Generate section)",
+            "{} has no `spec:`: nothing to generate (see the README's Generate section)",
             cfg.path.display()
         ))
         .into());
-    };
-    let targets = targets(cfg, names)?;
-    // The same module named by different relative paths is one module: load it once.
-    let module = &gen_cfg.generator.module;
-    let key = (
-        std::fs::canonicalize(module).unwrap_or_else(|_| module.clone()),
-        gen_cfg.generator.sha256.clone(),
-    );
-    let hook = match loaded.get(&key) {
-        Some(hook) => hook.clone(),
-        None => {
-            let hook = engine
-                .load(&gen_cfg.generator)
-                .map_err(|e| Failure::invalid(e.to_string()))?;
-            loaded.insert(key, hook.clone());
-            hook
-        }
-    };
+    }
+    let mut chosen = Vec::new();
+    for (name, dir) in targets(cfg, names)? {
+        let env = cfg.environment(&name)?;
+        let (config, origin) = generators.choose(cfg, env).await?;
+        chosen.push(Target {
+            env: name,
+            dir,
+            generator: generators.load(&config)?,
+            settings: config.settings,
+            origin,
+        });
+    }
     let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || generate_blocking(&hook, &cfg, &targets))
+    tokio::task::spawn_blocking(move || generate_blocking(&cfg, &chosen))
         .await
         .context("the generator's thread failed")?
 }
@@ -110,50 +198,33 @@ fn targets(cfg: &ReleaseConfig, names: &[String]) -> Result<Vec<(String, PathBuf
     Ok(out)
 }
 
-/// Runs the generator for every target (on this blocking thread) and checks its objects.
-fn generate_blocking(
-    hook: &LoadedHook,
-    cfg: &ReleaseConfig,
-    targets: &[(String, PathBuf)],
-) -> Result<Vec<EnvFiles>> {
+/// Runs each target's generator (on this blocking thread) and checks its objects; settings
+/// are validated once per generator and settings.
+fn generate_blocking(cfg: &ReleaseConfig, targets: &[Target]) -> Result<Vec<EnvFiles>> {
     let Some(gen_cfg) = &cfg.generate else {
         return Ok(Vec::new());
     };
-    let failed = |env: &str, e: &dyn std::fmt::Display| {
-        Failure::new(
-            Outcome::Error,
-            format!("{}/{env}: {e}; nothing was written", cfg.app),
-        )
-    };
-    generator::validate_settings(hook, &gen_cfg.generator.settings).map_err(|e| match e {
-        GenerateError::Refused(m) => {
-            Failure::invalid(format!("{}: generator.settings: {m}", cfg.path.display()))
-        }
-        other => failed("settings", &other),
-    })?;
+    let mut validated: Vec<(&str, &serde_json::Value)> = Vec::new();
     let mut all = Vec::new();
-    for (name, dir) in targets {
-        let env = cfg.environment(name)?;
-        let request = spec::request(
-            &gen_cfg.spec,
-            &cfg.app,
-            &cfg.image,
-            name,
-            &env.namespace,
-            &gen_cfg.generator.settings,
-        );
-        let objects = generator::generate(hook, &request).map_err(|e| failed(name, &e))?;
-        let allowed = env
-            .manifests
-            .as_ref()
-            .map(|m| m.allowed)
-            .unwrap_or_default();
-        let wanted = spec::render(&objects, &env.namespace, allowed, hook.sha256())
-            .map_err(|e| failed(name, &e))?;
-        let current = current_files(dir, &wanted)?;
+    for target in targets {
+        let key = (target.generator.sha256(), &target.settings);
+        if !validated.contains(&key) {
+            generated::validate_settings(&target.generator, &target.settings, &target.origin)?;
+            validated.push(key);
+        }
+        let env = cfg.environment(&target.env)?;
+        let wanted =
+            generated::files_for(&target.generator, &target.settings, cfg, env, &gen_cfg.spec)
+                .map_err(|e| {
+                    Failure::new(
+                        Outcome::Error,
+                        format!("{}/{}: {e}; nothing was written", cfg.app, target.env),
+                    )
+                })?;
+        let current = current_files(&target.dir, &wanted)?;
         all.push(EnvFiles {
-            label: format!("{}/{name}", cfg.app),
-            dir: dir.clone(),
+            label: format!("{}/{}", cfg.app, target.env),
+            dir: target.dir.clone(),
             wanted,
             current,
         });

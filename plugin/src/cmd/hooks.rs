@@ -134,7 +134,7 @@ async fn policy_hooks(
     store: &crate::artifacts::oci_modules::ModuleStore,
 ) -> Result<Vec<HookConfig>> {
     let target = clients.target(env).await?;
-    let hooks = crate::release::policy::load_for(&target).await?;
+    let hooks = crate::release::policy::load_for(&target).await?.hooks;
     crate::release::policy::fetch_modules(&hooks, store).await
 }
 

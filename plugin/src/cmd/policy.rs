@@ -34,7 +34,18 @@ pub async fn show(global: &GlobalArgs, cfg: &ReleaseConfig, args: &StatusArgs) -
     let mut rows = Vec::new();
     for env in envs {
         let target = clients.target(env).await?;
-        for hook in crate::release::policy::load_for(&target).await? {
+        let policy = crate::release::policy::load_for(&target).await?;
+        if let Some(generator) = &policy.generator {
+            rows.push(EffectiveHook {
+                environment: env.name.clone(),
+                source: crate::release::policy::SOURCE.into(),
+                hook: "generator".into(),
+                module: generator.module.text.clone(),
+                phases: vec!["generate".into()],
+                failure_policy: "Fail".into(),
+            });
+        }
+        for hook in policy.hooks {
             rows.push(EffectiveHook {
                 environment: env.name.clone(),
                 source: crate::release::policy::SOURCE.into(),

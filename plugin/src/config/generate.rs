@@ -37,11 +37,13 @@ pub struct RawGenerator {
 pub struct GenerateConfig {
     pub spec: AppSpec,
     /// The generator as a hook config (no phases): loaded and pinned by the hook engine.
-    pub generator: HookConfig,
+    /// `None` when the cluster policy is to provide it (a generator it mandates wins anyway).
+    pub generator: Option<HookConfig>,
 }
 
 impl Validator<'_> {
-    /// Both sections or neither; the spec's rules; the generator's pin and limits.
+    /// A generator needs a spec (a spec alone waits for the cluster policy's generator); the
+    /// spec's rules; the generator's pin and limits.
     pub(super) fn check_generate(
         &self,
         raw: &raw::RawConfig,
@@ -50,16 +52,10 @@ impl Validator<'_> {
 
         let (spec, generator) = match (&raw.spec, &raw.generator) {
             (None, None) => return Ok(None),
-            (Some(_), None) => {
-                return Err(self.error(
-                    &[Key("spec")],
-                    "needs a `generator:` (module and sha256) to render it",
-                ));
-            }
             (None, Some(_)) => {
                 return Err(self.error(&[Key("generator")], "needs a `spec:` to render"));
             }
-            (Some(s), Some(g)) => (s, g),
+            (Some(s), g) => (s, g.as_ref()),
         };
         let names: Vec<&str> = raw.environments.iter().map(|e| e.name.as_str()).collect();
         spec::check(spec, &names).map_err(|p| {
@@ -74,7 +70,7 @@ impl Validator<'_> {
         })?;
         Ok(Some(GenerateConfig {
             spec: spec.clone(),
-            generator: self.check_generator(generator)?,
+            generator: generator.map(|g| self.check_generator(g)).transpose()?,
         }))
     }
 
@@ -141,11 +137,9 @@ mod tests {
         );
         let cfg = parse(&text).unwrap();
         let g = cfg.generate.unwrap();
-        assert_eq!(g.generator.module, std::path::Path::new("/repo/gen.wasm"));
-        assert_eq!(
-            g.generator.limits.timeout,
-            std::time::Duration::from_secs(1)
-        );
+        let generator = g.generator.unwrap();
+        assert_eq!(generator.module, std::path::Path::new("/repo/gen.wasm"));
+        assert_eq!(generator.limits.timeout, std::time::Duration::from_secs(1));
         assert!(g.spec.containers.contains_key("web"));
     }
 
@@ -166,7 +160,8 @@ mod tests {
             "{err}"
         );
 
+        // A spec alone is fine: the cluster policy may mandate the generator.
         let text = format!("{HEAD}spec:\n  containers: {{web: {{}}}}\n");
-        assert!(parse(&text).unwrap_err().to_string().contains("generator"));
+        assert!(parse(&text).unwrap().generate.unwrap().generator.is_none());
     }
 }

@@ -14,6 +14,7 @@ use hooks_sdk::Phase;
 
 use super::apply::{self, Stopped};
 use super::gate::{Judgement, TargetState};
+use super::generated;
 use super::jobs::{self, Jobs};
 use super::journal::{self, Journal};
 use super::manifests::{self, Staged};
@@ -135,6 +136,9 @@ async fn locked<G: EnvGateway>(
     let staged = match &intent.manifests {
         Some(desired) => {
             report.warnings.extend(desired.warnings.iter().cloned());
+            if let Err(failure) = check_generated(ctx, desired).await {
+                return Ok(Ran::fail(report, failure));
+            }
             match stage(ctx, desired, opts).await {
                 Ok(staged) => Some(staged),
                 Err(e) => return Ok(Ran::stopped(report, e)),
@@ -245,6 +249,25 @@ async fn locked<G: EnvGateway>(
         seen,
     };
     Ok(step.carry_out(journal, &changes, report).await)
+}
+
+/// With a generator mandated by the cluster policy, the release's manifests must be its output.
+async fn check_generated<G>(
+    ctx: &Context<'_, G>,
+    desired: &manifests::Desired,
+) -> Result<(), Failure> {
+    let Some(mandated) = ctx.gate.mandated_generator().cloned() else {
+        return Ok(());
+    };
+    let (cfg, env, files) = (ctx.config.clone(), ctx.env.clone(), desired.files.clone());
+    tokio::task::spawn_blocking(move || generated::check(&mandated, &cfg, &env, files.as_ref()))
+        .await
+        .unwrap_or_else(|e| {
+            Err(Failure::new(
+                Outcome::Error,
+                format!("the generator's thread failed: {e}"),
+            ))
+        })
 }
 
 /// The manifests checked and dry-run against the environment.

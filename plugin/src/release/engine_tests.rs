@@ -534,6 +534,7 @@ fn with_manifests(text: &str) -> Intent {
         objects: crate::domain::manifest::parse("kubernetes/qa/web.yaml", text).unwrap(),
         job_templates: Vec::new(),
         warnings: Vec::new(),
+        files: None,
     });
     intent
 }

@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result};
 use hooks_sdk::{Approval, EnvironmentState, Phase};
 use k8s_openapi::api::core::v1::Pod;
 
+use super::generated::Mandated;
 use super::policy;
 use crate::artifacts::oci_modules::ModuleStore;
 use crate::cluster::approvals::Approvals;
@@ -26,6 +27,8 @@ pub struct Gate<'a> {
     /// The cluster policy's hooks: they run first, and no release.yaml can remove them.
     policy_hooks: Vec<LoadedHook>,
     app_hooks: Vec<LoadedHook>,
+    /// The generator the cluster policy mandates for the target's namespace.
+    mandated: Option<Mandated>,
     /// The target's approvals, read once for every phase of one run of the release (a run
     /// waiting for approvals starts again with [`Gate::forget_approvals`]).
     approvals: std::sync::Mutex<Option<Vec<Approval>>>,
@@ -109,6 +112,7 @@ impl<'a> Gate<'a> {
             config: None,
             policy_hooks: Vec::new(),
             app_hooks: Vec::new(),
+            mandated: None,
             approvals: std::sync::Mutex::new(None),
         }
     }
@@ -122,8 +126,12 @@ impl<'a> Gate<'a> {
         target: &'a EnvTarget,
     ) -> Result<Gate<'a>> {
         let policy = policy::load_for(target).await?;
-        let policy_configs =
-            policy::fetch_modules(&policy, &ModuleStore::default_location()).await?;
+        let store = ModuleStore::default_location();
+        let policy_configs = policy::fetch_modules(&policy.hooks, &store).await?;
+        let mandated = match &policy.generator {
+            Some(generator) => Some(load_mandated(generator, &store).await?),
+            None => None,
+        };
         let app_configs: Vec<HookConfig> = config
             .hooks
             .iter()
@@ -159,8 +167,14 @@ impl<'a> Gate<'a> {
             config: Some(config),
             policy_hooks,
             app_hooks,
+            mandated,
             approvals: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The generator the cluster policy mandates for the target's namespace, if any.
+    pub fn mandated_generator(&self) -> Option<&Mandated> {
+        self.mandated.as_ref()
     }
 
     /// Forgets the approvals read so far: the next phase reads them again.
@@ -360,4 +374,32 @@ pub async fn load_hook(
         }
     })
     .await?)
+}
+
+/// The cluster policy's generator, fetched by digest, verified and loaded, its settings
+/// validated under the generator contract.
+async fn load_mandated(
+    generator: &policy::PolicyGenerator,
+    store: &ModuleStore,
+) -> Result<Mandated> {
+    let config = policy::fetch_generator(generator, store).await?;
+    let engine = shared_engine()?;
+    let checked = config.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let hook = engine.load(&checked).map_err(|e| e.to_string())?;
+        super::generated::validate_settings(&hook, &checked.settings, "its settings")
+            .map_err(|f| f.message)?;
+        Ok::<_, String>(hook)
+    })
+    .await?
+    .map_err(|e| {
+        Failure::new(
+            Outcome::Denied,
+            format!("the cluster policy's generator: {e}; the release is denied"),
+        )
+    })?;
+    Ok(Mandated {
+        generator: loaded,
+        config,
+    })
 }

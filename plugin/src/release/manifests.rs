@@ -34,6 +34,9 @@ pub struct Desired {
     pub job_templates: Vec<Manifest>,
     /// What the user should know: manifest edits not in the commit.
     pub warnings: Vec<String>,
+    /// The directory's files as committed, name → text (`None` for a kustomization): what a
+    /// mandated generator's output is checked against.
+    pub files: Option<BTreeMap<String, String>>,
 }
 
 /// Which digest each of the app's containers gets.
@@ -86,7 +89,17 @@ pub fn render(
     }
     let (job_templates, objects): (Vec<Manifest>, Vec<Manifest>) =
         objects.into_iter().partition(is_phase_job);
+    let files = (!read.kustomized).then(|| {
+        read.sources
+            .iter()
+            .map(|s| {
+                let name = s.file.rsplit('/').next().unwrap_or(&s.file);
+                (name.to_string(), s.text.clone())
+            })
+            .collect()
+    });
     Ok(Some(Desired {
+        files,
         path,
         commit: commit.clone(),
         objects,

@@ -7,7 +7,9 @@
 //! - `journal`: the record written `in-progress` before the first change and finished on every
 //!   path;
 //! - `apply`: patching workload by workload, undoing a partial change, waiting;
-//! - `gate`: the hooks of each phase; `policy`: the cluster's mandatory hooks;
+//! - `gate`: the hooks of each phase; `policy`: the cluster's mandatory hooks (and generator);
+//!   `generated`: a generator's output for an environment, and the check of a release against
+//!   a mandated one;
 //! - `manifests`: the app's manifests of a release, rendered, staged, applied, pruned;
 //!   `drift`: where live objects left what the newest release applied;
 //! - `report`: the one document every verb prints; `interrupt`: stopping on a signal.
@@ -16,6 +18,7 @@ pub mod apply;
 pub mod drift;
 pub mod engine;
 pub mod gate;
+pub mod generated;
 pub mod interrupt;
 pub mod jobs;
 pub mod journal;

@@ -5,6 +5,11 @@
 //! (key `policy.yaml`), writable only by platform admins (`plugin/rbac/policy.yaml`). Its hooks
 //! use release.yaml's schema, except that modules are OCI artifacts pinned by digest and the
 //! environments they apply to are matched by namespace name or namespace labels.
+//!
+//! A policy may also mandate a **generator** (`generator:`): `kubectl release generate` renders
+//! the manifests of every environment in the namespaces it selects with that module and its
+//! settings, whatever release.yaml names, and a release into such a namespace is denied unless
+//! its manifests are exactly what the mandated generator produces from the app's spec.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +39,53 @@ struct RawPolicy {
     kind: String,
     #[serde(default)]
     hooks: Vec<RawPolicyHook>,
+    #[serde(default)]
+    generator: Option<RawPolicyGenerator>,
+}
+
+/// `generator:` of a policy: a module pinned by digest, the namespaces it is mandated in, and
+/// the organisation's settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPolicyGenerator {
+    module: String,
+    #[serde(default)]
+    namespaces: Option<Vec<String>>,
+    #[serde(default)]
+    namespace_selector: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    memory: Option<String>,
+    #[serde(default)]
+    max_output: Option<String>,
+    #[serde(default)]
+    max_logs: Option<String>,
+    #[serde(default)]
+    settings: Option<serde_json::Value>,
+}
+
+/// The sandbox limits of a policy entry, each error given with the field it is about.
+fn limits_of(
+    timeout: Option<&String>,
+    memory: Option<&String>,
+    max_output: Option<&String>,
+    max_logs: Option<&String>,
+) -> Result<HookLimits, (&'static str, String)> {
+    let mut limits = HookLimits::default();
+    if let Some(t) = timeout {
+        limits.timeout = parse_positive_duration(t).map_err(|m| ("timeout", m))?;
+    }
+    if let Some(t) = memory {
+        limits.memory_bytes = parse_quantity(t).map_err(|m| ("memory", m))?;
+    }
+    if let Some(t) = max_output {
+        limits.max_output_bytes = parse_quantity(t).map_err(|m| ("maxOutput", m))?;
+    }
+    if let Some(t) = max_logs {
+        limits.max_log_bytes = parse_quantity(t).map_err(|m| ("maxLogs", m))?;
+    }
+    Ok(limits)
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,13 +136,12 @@ pub struct PolicyHook {
 impl PolicyHook {
     /// Whether the hook applies to a namespace with these labels.
     pub fn applies_to_namespace(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
-        self.namespaces
-            .as_ref()
-            .is_none_or(|ns| ns.iter().any(|n| n == namespace))
-            && self
-                .namespace_selector
-                .as_ref()
-                .is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        selects(
+            self.namespaces.as_deref(),
+            self.namespace_selector.as_deref(),
+            namespace,
+            labels,
+        )
     }
 
     /// The hook as the sandbox runs it, once its module is fetched to `path`.
@@ -109,8 +160,63 @@ impl PolicyHook {
     }
 }
 
+/// A cluster's policy, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub hooks: Vec<PolicyHook>,
+    pub generator: Option<PolicyGenerator>,
+}
+
+/// The generator a policy mandates, validated: its module is pinned by digest.
+#[derive(Debug, Clone)]
+pub struct PolicyGenerator {
+    pub module: ModuleRef,
+    pub namespaces: Option<Vec<String>>,
+    pub namespace_selector: Option<Vec<(String, String)>>,
+    pub limits: HookLimits,
+    pub settings: serde_json::Value,
+}
+
+impl PolicyGenerator {
+    /// Whether the generator is mandated in a namespace with these labels.
+    pub fn applies_to_namespace(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        selects(
+            self.namespaces.as_deref(),
+            self.namespace_selector.as_deref(),
+            namespace,
+            labels,
+        )
+    }
+
+    /// The generator as the sandbox runs it, once its module is fetched.
+    pub fn to_hook_config(&self, fetched: &FetchedModule) -> HookConfig {
+        HookConfig {
+            name: format!("{SOURCE}/generator"),
+            module: fetched.path.clone(),
+            sha256: fetched.sha256.clone(),
+            phases: Vec::new(),
+            environments: None,
+            failure_policy: FailurePolicy::Fail,
+            needs: Vec::new(),
+            limits: self.limits,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// Whether a policy entry scoped by `namespaces` and `selector` covers `namespace`.
+fn selects(
+    namespaces: Option<&[String]>,
+    selector: Option<&[(String, String)]>,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    namespaces.is_none_or(|ns| ns.iter().any(|n| n == namespace))
+        && selector.is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
 /// Parses a policy document; `origin` names the cluster and object for messages.
-pub fn parse(origin: &str, text: &str) -> Result<Vec<PolicyHook>, String> {
+pub fn parse(origin: &str, text: &str) -> Result<Policy, String> {
     let at = |line: Option<usize>, field: &str, message: &str| {
         let line = line.map_or(String::new(), |l| format!(":{l}"));
         let field = if field.is_empty() {
@@ -146,29 +252,14 @@ pub fn parse(origin: &str, text: &str) -> Result<Vec<PolicyHook>, String> {
     let mut hooks = Vec::new();
     for (i, h) in raw.hooks.into_iter().enumerate() {
         let f = |field: &'static str| [Seg::Key("hooks"), Seg::Index(i), Seg::Key(field)];
-        let module = ModuleRef::parse(&h.module).map_err(|e| err(&f("module"), e.to_string()))?;
-        if module.digest().is_none() {
-            return Err(err(
-                &f("module"),
-                format!(
-                    "`{}` must be pinned by digest: oci://…@sha256:<64 hex> (`kubectl release hooks push` prints it)",
-                    h.module
-                ),
-            ));
-        }
-        let mut limits = HookLimits::default();
-        if let Some(t) = &h.timeout {
-            limits.timeout = parse_positive_duration(t).map_err(|m| err(&f("timeout"), m))?;
-        }
-        if let Some(t) = &h.memory {
-            limits.memory_bytes = parse_quantity(t).map_err(|m| err(&f("memory"), m))?;
-        }
-        if let Some(t) = &h.max_output {
-            limits.max_output_bytes = parse_quantity(t).map_err(|m| err(&f("maxOutput"), m))?;
-        }
-        if let Some(t) = &h.max_logs {
-            limits.max_log_bytes = parse_quantity(t).map_err(|m| err(&f("maxLogs"), m))?;
-        }
+        let module = pinned_module(&h.module).map_err(|m| err(&f("module"), m))?;
+        let limits = limits_of(
+            h.timeout.as_ref(),
+            h.memory.as_ref(),
+            h.max_output.as_ref(),
+            h.max_logs.as_ref(),
+        )
+        .map_err(|(field, m)| err(&f(field), m))?;
         let namespace_selector = match &h.namespace_selector {
             None => None,
             Some(sel) => Some(parse_selector(sel).map_err(|m| err(&f("namespaceSelector"), m))?),
@@ -187,7 +278,45 @@ pub fn parse(origin: &str, text: &str) -> Result<Vec<PolicyHook>, String> {
             settings: h.settings.unwrap_or_else(|| serde_json::json!({})),
         });
     }
-    Ok(hooks)
+    let generator = match raw.generator {
+        None => None,
+        Some(g) => {
+            let f = |field: &'static str| [Seg::Key("generator"), Seg::Key(field)];
+            let module = pinned_module(&g.module).map_err(|m| err(&f("module"), m))?;
+            let limits = limits_of(
+                g.timeout.as_ref(),
+                g.memory.as_ref(),
+                g.max_output.as_ref(),
+                g.max_logs.as_ref(),
+            )
+            .map_err(|(field, m)| err(&f(field), m))?;
+            let namespace_selector = match &g.namespace_selector {
+                None => None,
+                Some(sel) => {
+                    Some(parse_selector(sel).map_err(|m| err(&f("namespaceSelector"), m))?)
+                }
+            };
+            Some(PolicyGenerator {
+                module,
+                namespaces: g.namespaces,
+                namespace_selector,
+                limits,
+                settings: g.settings.unwrap_or_else(|| serde_json::json!({})),
+            })
+        }
+    };
+    Ok(Policy { hooks, generator })
+}
+
+/// An `oci://…@sha256:…` reference; a tag alone is refused, as a tag can be moved.
+fn pinned_module(text: &str) -> Result<ModuleRef, String> {
+    let module = ModuleRef::parse(text).map_err(|e| e.to_string())?;
+    if module.digest().is_none() {
+        return Err(format!(
+            "`{text}` must be pinned by digest: oci://…@sha256:<64 hex> (`kubectl release hooks push` prints it)"
+        ));
+    }
+    Ok(module)
 }
 
 /// `a=b,c=d` (equality only: what a namespace selector needs to say "these environments").
@@ -227,21 +356,24 @@ async fn document_once(target: &EnvTarget) -> Result<Option<String>> {
         .cloned()
 }
 
-/// The policy hooks that apply to `target`'s namespace. A cluster without a policy has an
-/// empty one; a malformed policy is a config error naming the cluster, the object and the field.
-pub async fn load_for(target: &EnvTarget) -> Result<Vec<PolicyHook>> {
+/// The policy hooks, and the generator, that apply to `target`'s namespace. A cluster without
+/// a policy has an empty one; a malformed policy is a config error naming the cluster, the
+/// object and the field.
+pub async fn load_for(target: &EnvTarget) -> Result<Policy> {
     let origin = format!(
         "cluster of {} ({}): ConfigMap {NAMESPACE}/{CONFIGMAP} key {DATA_KEY}",
         target.env.name, target.server
     );
     let Some(text) = document_once(target).await? else {
-        return Ok(Vec::new());
+        return Ok(Policy::default());
     };
-    let hooks = parse(&origin, &text).map_err(Failure::invalid)?;
-    if hooks.is_empty() {
-        return Ok(hooks);
-    }
-    let labels = if hooks.iter().any(|h| h.namespace_selector.is_some()) {
+    let policy = parse(&origin, &text).map_err(Failure::invalid)?;
+    let by_label = policy.hooks.iter().any(|h| h.namespace_selector.is_some())
+        || policy
+            .generator
+            .as_ref()
+            .is_some_and(|g| g.namespace_selector.is_some());
+    let labels = if by_label {
         cluster::policy::namespace_labels(target).await.map_err(|e| {
             Failure::new(
                 Outcome::Denied,
@@ -251,10 +383,32 @@ pub async fn load_for(target: &EnvTarget) -> Result<Vec<PolicyHook>> {
     } else {
         BTreeMap::new()
     };
-    Ok(hooks
-        .into_iter()
-        .filter(|h| h.applies_to_namespace(&target.namespace, &labels))
-        .collect())
+    let ns = &target.namespace;
+    Ok(Policy {
+        hooks: policy
+            .hooks
+            .into_iter()
+            .filter(|h| h.applies_to_namespace(ns, &labels))
+            .collect(),
+        generator: policy
+            .generator
+            .filter(|g| g.applies_to_namespace(ns, &labels)),
+    })
+}
+
+/// Fetches (or takes from the cache) and verifies the mandated generator's module. A registry
+/// problem is an error: a mandated generator is never replaced by another.
+pub async fn fetch_generator(
+    generator: &PolicyGenerator,
+    store: &ModuleStore,
+) -> Result<HookConfig> {
+    let fetched = store.fetch(&generator.module).await.map_err(|e| {
+        Failure::new(
+            Outcome::Denied,
+            format!("the cluster policy's generator: {e}; nothing can be generated or released without it"),
+        )
+    })?;
+    Ok(generator.to_hook_config(&fetched))
 }
 
 /// Fetches (or takes from the cache) and verifies every policy hook's module. A registry
@@ -298,7 +452,8 @@ mod tests {
                 "  - name: labels\n    module: {module}\n    namespaceSelector: tier=prod\n"
             )),
         )
-        .unwrap();
+        .unwrap()
+        .hooks;
         assert_eq!(
             hooks[0].phases,
             [Phase::PreDeploy, Phase::PrePromote, Phase::PreRollback]
@@ -329,6 +484,34 @@ mod tests {
         assert!(
             err.starts_with(&format!("{ORIGIN}:5: hooks[0]: unknown field `modul`")),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_generator_is_pinned_and_scoped() {
+        let module = format!("oci://r/generators/web@sha256:{}", "d".repeat(64));
+        let text = format!(
+            "apiVersion: kubectl-release.io/v1alpha1\nkind: ClusterPolicy\ngenerator:\n  module: {module}\n  namespaceSelector: tier=prod\n  timeout: 2s\n  settings: {{labels: {{team: x}}}}\n"
+        );
+        let policy = parse(ORIGIN, &text).unwrap();
+        let g = policy.generator.unwrap();
+        assert_eq!(g.limits.timeout, std::time::Duration::from_secs(2));
+        assert_eq!(g.settings["labels"]["team"], "x");
+        let prod = BTreeMap::from([("tier".to_string(), "prod".to_string())]);
+        assert!(g.applies_to_namespace("web", &prod));
+        assert!(!g.applies_to_namespace("web", &BTreeMap::new()));
+
+        let tagged = "apiVersion: kubectl-release.io/v1alpha1\nkind: ClusterPolicy\ngenerator:\n  module: oci://r/generators/web:v2\n";
+        let err = parse(ORIGIN, tagged).unwrap_err();
+        assert!(
+            err.starts_with(&format!("{ORIGIN}:4: generator.module:")),
+            "{err}"
+        );
+        let typo = "apiVersion: kubectl-release.io/v1alpha1\nkind: ClusterPolicy\ngenerator:\n  modul: x\n";
+        assert!(
+            parse(ORIGIN, typo)
+                .unwrap_err()
+                .contains("unknown field `modul`")
         );
     }
 }

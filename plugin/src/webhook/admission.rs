@@ -80,7 +80,9 @@ impl Admission {
         let hooks: Vec<PolicyHook> = if text.trim().is_empty() {
             Vec::new()
         } else {
-            policy::parse(&origin, &text).map_err(anyhow::Error::msg)?
+            policy::parse(&origin, &text)
+                .map_err(anyhow::Error::msg)?
+                .hooks
         };
         let hooks: Vec<PolicyHook> = hooks
             .into_iter()
