@@ -3,6 +3,7 @@
 //! and `oci_modules` (hook modules as OCI artifacts).
 
 pub mod git;
+pub mod gitops;
 pub mod manifests;
 pub mod oci_modules;
 pub mod registry;

@@ -15,6 +15,7 @@ pub mod attestation;
 pub mod commit;
 pub mod export;
 pub mod failure;
+pub mod gitops;
 pub mod hook_request;
 pub mod job;
 pub mod lock;
