@@ -368,7 +368,8 @@ pub struct Approval {
 /// records and the history hooks see.
 ///
 /// Records only ever hold `in-progress` (while the release runs) and the outcomes of a release
-/// that changed something: `succeeded`, `failed`, `rolled-back`, `timed-out`, `interrupted`.
+/// that changed something: `succeeded`, `committed`, `failed`, `rolled-back`, `timed-out`,
+/// `interrupted`.
 /// Reports may also say why nothing changed: `unchanged`, `planned`, `denied`,
 /// `waiting-for-approval`, `invalid`, `locked`, `error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -378,6 +379,10 @@ pub enum ReleaseOutcome {
     InProgress,
     /// The rollout completed.
     Succeeded,
+    /// A GitOps release: its commit is on the deployment repository (or on a branch pushed
+    /// for review); the rollout, which the repository's controller carries out, was not waited
+    /// for.
+    Committed,
     /// Everything already ran what the release wanted: nothing changed.
     Unchanged,
     /// A dry run: everything up to the change was checked, nothing changed.
@@ -408,6 +413,7 @@ impl ReleaseOutcome {
         match self {
             ReleaseOutcome::InProgress => "in-progress",
             ReleaseOutcome::Succeeded => "succeeded",
+            ReleaseOutcome::Committed => "committed",
             ReleaseOutcome::Unchanged => "unchanged",
             ReleaseOutcome::Planned => "planned",
             ReleaseOutcome::Denied => "denied",
@@ -426,7 +432,10 @@ impl ReleaseOutcome {
     pub fn is_success(self) -> bool {
         matches!(
             self,
-            ReleaseOutcome::Succeeded | ReleaseOutcome::Unchanged | ReleaseOutcome::Planned
+            ReleaseOutcome::Succeeded
+                | ReleaseOutcome::Committed
+                | ReleaseOutcome::Unchanged
+                | ReleaseOutcome::Planned
         )
     }
 }

@@ -1136,8 +1136,11 @@ hooks:
 
 fn check_policy(text: &str) -> Result<(), TestCaseError> {
     match policy::parse(ORIGIN, text) {
-        Ok(hooks) => {
-            for h in hooks {
+        Ok(policy) => {
+            if let Some(g) = &policy.generator {
+                prop_assert!(g.module.digest().is_some());
+            }
+            for h in policy.hooks {
                 prop_assert!(h.module.digest().is_some());
                 prop_assert!(!h.limits.timeout.is_zero() && h.limits.memory_bytes > 0);
                 for (key, _) in h.namespace_selector.iter().flatten() {

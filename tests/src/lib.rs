@@ -20,6 +20,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod deploy_repo;
 pub mod env;
 pub mod git;
 pub mod kubelet;

@@ -381,10 +381,23 @@ fn extract(
     Ok(())
 }
 
-/// Runs `kubectl kustomize` (or `$KUBECTL`), passing its complaint on unchanged: it names the
-/// file and field to fix better than any summary would.
+/// The kustomize build of `target` (extracted from `commit`) as one source.
 fn run_kustomize(target: &Path, label: &str, commit: &CommitSha) -> Result<Source, Failure> {
-    let short = commit.short();
+    let text = build_kustomization(target, &format!("{label} at {}", commit.short()))?;
+    Ok(Source {
+        file: format!("{label} (kustomize build)"),
+        text,
+    })
+}
+
+/// Runs `kubectl kustomize DIR` (or `$KUBECTL`), passing its complaint on unchanged: it names
+/// the file and field to fix better than any summary would. `what` names the directory in
+/// messages.
+///
+/// # Errors
+///
+/// kubectl cannot be run, or the build fails (an `invalid` failure with kustomize's words).
+pub fn build_kustomization(target: &Path, what: &str) -> Result<String, Failure> {
     let kubectl = std::env::var_os("KUBECTL")
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| OsString::from("kubectl"));
@@ -394,7 +407,7 @@ fn run_kustomize(target: &Path, label: &str, commit: &CommitSha) -> Result<Sourc
         .output()
         .map_err(|e| {
             Failure::invalid(format!(
-                "cannot run kubectl (`{}`) for the kustomize build of {label} at {short}: {e}; \
+                "cannot run kubectl (`{}`) for the kustomize build of {what}: {e}; \
                  install kubectl, or set KUBECTL to its path",
                 kubectl.to_string_lossy()
             ))
@@ -402,18 +415,14 @@ fn run_kustomize(target: &Path, label: &str, commit: &CommitSha) -> Result<Sourc
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(Failure::invalid(format!(
-            "kustomize build of {label} at {short} failed:\n{}",
+            "kustomize build of {what} failed:\n{}",
             stderr.trim()
         )));
     }
-    let text = String::from_utf8(output.stdout).map_err(|_| {
+    String::from_utf8(output.stdout).map_err(|_| {
         Failure::invalid(format!(
-            "kustomize build of {label} at {short} printed text that is not UTF-8"
+            "kustomize build of {what} printed text that is not UTF-8"
         ))
-    })?;
-    Ok(Source {
-        file: format!("{label} (kustomize build)"),
-        text,
     })
 }
 

@@ -45,7 +45,9 @@ impl ExitCode {
     /// process, if one did.
     pub fn of(outcome: Outcome, signal: Option<i32>) -> ExitCode {
         match outcome {
-            Outcome::Succeeded | Outcome::Unchanged | Outcome::Planned => ExitCode::Ok,
+            Outcome::Succeeded | Outcome::Committed | Outcome::Unchanged | Outcome::Planned => {
+                ExitCode::Ok
+            }
             Outcome::Invalid => ExitCode::Usage,
             Outcome::Denied => ExitCode::Denied,
             Outcome::WaitingForApproval => ExitCode::WaitingForApproval,
@@ -87,6 +89,7 @@ mod tests {
             (Outcome::Succeeded, 0),
             (Outcome::Unchanged, 0),
             (Outcome::Planned, 0),
+            (Outcome::Committed, 0),
             (Outcome::Error, 1),
             (Outcome::Invalid, 2),
             (Outcome::Denied, 3),

@@ -200,6 +200,20 @@ pub struct RolloutArgs {
     /// Run pre-deploy Jobs again even if they succeeded for the same digests and manifests
     #[arg(long)]
     pub rerun_jobs: bool,
+
+    /// Wait for the rollout: always done for a direct environment; a GitOps environment waits
+    /// only with --wait, until its controller has applied the commit and the rollout is done
+    #[arg(long)]
+    pub wait: bool,
+
+    /// GitOps: push the release to a new branch for review instead of the environment's branch
+    #[arg(long)]
+    pub pull_request: bool,
+
+    /// GitOps, with --pull-request: a command run (by `sh -c`) to open the pull request; it
+    /// gets RELEASE_BRANCH, RELEASE_BASE, RELEASE_REPO and RELEASE_TITLE in its environment
+    #[arg(long, value_name = "COMMAND", requires = "pull_request")]
+    pub pr_command: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -255,9 +269,6 @@ pub struct PromoteArgs {
     pub from: String,
     /// Target environment (default: the environment whose `promoteFrom` is FROM)
     pub to: Option<String>,
-    /// Wait for the rollout (the default; kept for CI scripts that spell it out)
-    #[arg(long)]
-    pub wait: bool,
     /// Promote into TO from a source other than its `promoteFrom` (hooks see that it was forced)
     #[arg(long)]
     pub force_source: bool,

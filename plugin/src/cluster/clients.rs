@@ -310,6 +310,7 @@ current-context: ctx-a
             atomic: None,
             manifests: None,
             require_verification: false,
+            gitops: None,
         }
     }
 

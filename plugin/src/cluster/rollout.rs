@@ -18,7 +18,7 @@ use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 
 use super::ServerApis;
-use crate::domain::rollout_state::{RolloutState, rollout_state, stuck_container};
+use crate::domain::rollout_state::{RolloutState, carries_images, rollout_state, stuck_container};
 use crate::domain::{ContainerChange, Kind, Workload, WorkloadRef};
 use crate::progress::Progress;
 
@@ -256,7 +256,17 @@ async fn wait_one(
         match event {
             Ok(Change::Workload(event)) => match *event {
                 Event::Apply(obj) | Event::InitApply(obj) => {
-                    match rollout_state(workload.id.kind, &obj) {
+                    // A GitOps controller applies the images some time after the release: until
+                    // the workload carries them, its rollout is not this release's.
+                    let live = Workload {
+                        id: workload.id.clone(),
+                        object: obj,
+                    };
+                    if !carries_images(&live, images) {
+                        line.set("waiting for the new images to be applied to the workload");
+                        continue;
+                    }
+                    match rollout_state(workload.id.kind, &live.object) {
                         RolloutState::Complete => return Ok(None),
                         RolloutState::CompleteWithoutPods(note) => return Ok(Some(note)),
                         RolloutState::Failed(reason) => return Err(reason),

@@ -12,6 +12,9 @@ use crate::output;
 
 pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Result<Outcome> {
     let env = cfg.environment(env_name)?;
+    if let Some(gitops) = env.gitops.clone() {
+        return from_git(global, cfg, gitops, &env.name).await;
+    }
     let target = Clients::new(&global.kube_settings())?.target(env).await?;
     let mut history = Records::new(&target.client, &target.namespace, &cfg.app, &env.name)
         .list()
@@ -49,6 +52,64 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Re
         output::table(
             &[
                 "REVISION", "KIND", "COMMIT", "DIGEST", "OUTCOME", "BY", "AGE", "NOTE",
+            ],
+            &rows,
+        )
+    })?;
+    Ok(Outcome::Succeeded)
+}
+
+/// A GitOps environment's history: the release commits on its path (read back from their
+/// trailers), newest first. The repository is the truth of what was released there.
+async fn from_git(
+    global: &GlobalArgs,
+    cfg: &ReleaseConfig,
+    gitops: crate::config::gitops::Gitops,
+    env_name: &str,
+) -> Result<Outcome> {
+    let (app, name) = (cfg.app.clone(), env_name.to_string());
+    let releases =
+        tokio::task::spawn_blocking(move || crate::release::gitops::history(&gitops, &app, &name))
+            .await??;
+    output::emit(global.output, &releases, || {
+        let rows: Vec<Vec<String>> = releases
+            .iter()
+            .map(|r| {
+                let t = &r.trailers;
+                let digests: Vec<String> = t
+                    .digests
+                    .iter()
+                    .map(|d| {
+                        d.rsplit_once('@')
+                            .map_or(d.clone(), |(_, d)| short_digest(d))
+                    })
+                    .collect();
+                vec![
+                    t.revision.to_string(),
+                    t.kind.clone(),
+                    t.commit
+                        .as_deref()
+                        .map_or("-".into(), |c| c.chars().take(7).collect()),
+                    digests.join(","),
+                    r.git_commit.chars().take(12).collect(),
+                    t.actor.clone(),
+                    output::age(&r.time),
+                    t.source_environment
+                        .as_ref()
+                        .map_or(String::new(), |s| format!("from {s}")),
+                ]
+            })
+            .collect();
+        output::table(
+            &[
+                "REVISION",
+                "KIND",
+                "COMMIT",
+                "DIGEST",
+                "GIT COMMIT",
+                "BY",
+                "AGE",
+                "NOTE",
             ],
             &rows,
         )

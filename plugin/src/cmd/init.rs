@@ -127,6 +127,7 @@ fn environment(env: &EnvArg) -> Environment {
         atomic: None,
         manifests: None,
         require_verification: false,
+        gitops: None,
     }
 }
 

@@ -73,6 +73,11 @@ pub fn options(cfg: &ReleaseConfig, env: &Environment, args: &RolloutArgs) -> re
         dry_run: args.dry_run,
         force_conflicts: args.force_conflicts,
         rerun_jobs: args.rerun_jobs,
+        gitops: release::GitopsOptions {
+            wait: args.wait,
+            pull_request: args.pull_request,
+            pr_command: args.pr_command.clone(),
+        },
     }
 }
 

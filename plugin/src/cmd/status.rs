@@ -115,6 +115,23 @@ pub async fn collect(
                 &live,
                 newest.as_ref(),
             );
+            if let Some(gitops) = env.gitops.clone() {
+                let image = cfg.image.clone();
+                let git = tokio::task::spawn_blocking(move || {
+                    crate::release::gitops::images_in_git(&gitops, &image)
+                })
+                .await?;
+                match git {
+                    Ok(images) => {
+                        if let Some(d) = crate::domain::status::git_drift(&images, &status.images) {
+                            status.drift = true;
+                            status.drift_details.push(d);
+                        }
+                        status.git_images = Some(images);
+                    }
+                    Err(why) => status.config_unchecked = Some(why.message),
+                }
+            }
             if let Some(newest) = &newest {
                 match crate::release::drift::config_drift(cfg, env, &target, newest).await {
                     Ok(drift) => {

@@ -6,6 +6,7 @@
 //! (references between environments, pins, durations) and produces the typed [`ReleaseConfig`].
 
 pub mod generate;
+pub mod gitops;
 mod jobs;
 pub mod locate;
 pub mod previews;
@@ -72,6 +73,8 @@ pub struct Environment {
     /// A promotion into this environment needs the source's current release to have passed
     /// its post-deploy Jobs.
     pub require_verification: bool,
+    /// Releases are written into this deployment repository instead of the cluster.
+    pub gitops: Option<gitops::Gitops>,
 }
 
 /// Where an environment's manifests are and what they may do.
@@ -317,6 +320,9 @@ impl Validator<'_> {
         let jobs = self.check_jobs(&raw, &names)?;
         let previews = self.check_previews(&raw)?;
         let generate = self.check_generate(&raw)?;
+        let gitops = (raw.environments.iter().enumerate())
+            .map(|(i, e)| self.check_gitops(i, e))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ReleaseConfig {
             path: self.path.to_path_buf(),
             app: raw.app,
@@ -327,7 +333,9 @@ impl Validator<'_> {
             environments: raw
                 .environments
                 .into_iter()
-                .map(|e| Environment {
+                .zip(gitops)
+                .map(|(e, gitops)| Environment {
+                    gitops,
                     manifests: e.manifests.map(|path| Manifests {
                         path,
                         create_namespace: e.create_namespace,

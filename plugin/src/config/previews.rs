@@ -58,6 +58,7 @@ impl PreviewsConfig {
                 ..m.clone()
             }),
             require_verification: false,
+            gitops: None,
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct RawEnvironment {
     pub allow: Vec<Allowance>,
     #[serde(default)]
     pub require_verification: bool,
+    /// The release is written into a deployment repository (`gitops.rs`).
+    #[serde(default)]
+    pub gitops: Option<super::gitops::RawGitops>,
 }
 
 /// What an environment's manifests may do beyond its own namespace.

@@ -75,6 +75,27 @@ pub struct Release {
     /// The release's Jobs (migrations, verification), as they ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<super::job::JobRun>,
+    /// A GitOps environment's release: where it was written, and its commit once pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<RecordedGitops>,
+}
+
+/// Where a GitOps release was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedGitops {
+    /// The deployment repository (credentials in a URL are never written).
+    pub repo: String,
+    /// The branch the environment is applied from.
+    pub branch: String,
+    /// The environment's directory in the repository.
+    pub path: String,
+    /// The release's commit, once it is on the remote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// With `--pull-request`: the branch pushed for review instead of `branch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_branch: Option<String>,
 }
 
 /// What a release with manifests applies: enough to tell a config change from none, to prune,
@@ -212,6 +233,7 @@ pub mod fixtures {
             hooks: vec![],
             warnings: vec![],
             message: String::new(),
+            gitops: None,
             manifests: None,
             applied_objects: vec![],
             jobs: vec![],

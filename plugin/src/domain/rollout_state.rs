@@ -36,6 +36,13 @@ fn int(v: &Value, pointer: &str) -> i64 {
 /// status only counts once the controller has observed the generation we wrote. Where kubectl
 /// would refuse to wait (an `OnDelete` update strategy) the rollout is complete without pods,
 /// and where it would wait forever (a paused Deployment) it has failed.
+/// Whether the workload's pod template has every one of `images` (the release's new images of
+/// it) in a container or an init container.
+pub fn carries_images(workload: &crate::domain::Workload, images: &[String]) -> bool {
+    let have: Vec<String> = workload.containers().into_iter().map(|c| c.image).collect();
+    images.iter().all(|i| have.contains(i))
+}
+
 pub fn rollout_state(kind: Kind, object: &DynamicObject) -> RolloutState {
     let data = &object.data;
     let generation = object.metadata.generation.unwrap_or(0);
@@ -195,6 +202,14 @@ pub fn stuck_container(pod: &Pod, images: &[String]) -> Option<(String, String, 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_workload_carries_the_images_only_once_they_are_in_its_template() {
+        let w = workload(Kind::Deployment, "web", &[("web", "r/web@sha256:a")]);
+        assert!(carries_images(&w, &["r/web@sha256:a".to_string()]));
+        assert!(carries_images(&w, &[]));
+        assert!(!carries_images(&w, &["r/web@sha256:b".to_string()]));
+    }
     use super::*;
     use crate::domain::workload::fixtures::workload;
     use serde_json::json;

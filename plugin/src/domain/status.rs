@@ -39,6 +39,32 @@ pub struct EnvStatus {
     /// Why config drift could not be checked (the commit is not in this checkout, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_unchecked: Option<String>,
+    /// A GitOps environment: the app's images its directory on the branch pins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_images: Option<Vec<String>>,
+}
+
+/// Where a GitOps environment's cluster runs other images than its repository pins: the
+/// controller has not applied the newest commit yet, or someone changed the cluster.
+pub fn git_drift(git: &[String], live: &[String]) -> Option<String> {
+    let (mut g, mut l) = (git.to_vec(), live.to_vec());
+    g.sort();
+    l.sort();
+    (g != l).then(|| {
+        format!(
+            "Git pins {}, the cluster runs {}",
+            if g.is_empty() {
+                "nothing".into()
+            } else {
+                g.join(",")
+            },
+            if l.is_empty() {
+                "nothing".into()
+            } else {
+                l.join(",")
+            }
+        )
+    })
 }
 
 /// Ready and desired pods of one workload (CronJobs count as 0/0: nothing runs between jobs).
@@ -127,6 +153,7 @@ pub fn env_status(
         workloads: live.len(),
         config_drift: Vec::new(),
         config_unchecked: None,
+        git_images: None,
     }
 }
 

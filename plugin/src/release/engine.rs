@@ -34,14 +34,14 @@ pub struct Ran {
 }
 
 impl Ran {
-    fn ok(report: Report, outcome: Outcome) -> Ran {
+    pub(super) fn ok(report: Report, outcome: Outcome) -> Ran {
         Ran {
             report: report.ended_by(outcome, None),
             end: Ok(()),
         }
     }
 
-    fn fail(report: Report, failure: Failure) -> Ran {
+    pub(super) fn fail(report: Report, failure: Failure) -> Ran {
         Ran {
             report: report.ended_by(failure.outcome, Some(&failure)),
             end: Err(failure),
@@ -81,7 +81,12 @@ pub async fn run<G: EnvGateway>(
     {
         return Ran::stopped(report, e);
     }
-    let mut ran = match locked(ctx, intent, opts, interrupt, report.clone()).await {
+    let carried = if ctx.env.gitops.is_some() {
+        super::gitops::locked(ctx, intent, opts, interrupt, report.clone()).await
+    } else {
+        locked(ctx, intent, opts, interrupt, report.clone()).await
+    };
+    let mut ran = match carried {
         Ok(ran) => ran,
         Err(e) => Ran::stopped(report, e),
     };
@@ -316,7 +321,7 @@ fn plan_changes<G>(
     }
 }
 
-fn pre_phase(kind: ReleaseKind) -> Phase {
+pub(super) fn pre_phase(kind: ReleaseKind) -> Phase {
     match kind {
         ReleaseKind::Deploy => Phase::PreDeploy,
         ReleaseKind::Promote => Phase::PrePromote,
@@ -327,16 +332,16 @@ fn pre_phase(kind: ReleaseKind) -> Phase {
 /// What the release read and planned, before its first change: what hooks are shown and
 /// what the steps after the journal work from.
 #[derive(Clone, Copy)]
-struct Seen<'r> {
-    snapshot: &'r EnvSnapshot,
-    history: &'r [Release],
+pub(super) struct Seen<'r> {
+    pub snapshot: &'r EnvSnapshot,
+    pub history: &'r [Release],
     /// The manifests, for an environment that has them.
-    staged: Option<&'r Staged>,
-    jobs: &'r Jobs,
+    pub staged: Option<&'r Staged>,
+    pub jobs: &'r Jobs,
 }
 
 /// Runs `phase`'s hooks over what the release read.
-async fn judge<G>(
+pub(super) async fn judge<G>(
     ctx: &Context<'_, G>,
     intent: &Intent,
     phase: Phase,
@@ -399,7 +404,7 @@ async fn judge<G>(
     ctx.gate.judge(facts, target).await
 }
 
-fn new_record<G>(
+pub(super) fn new_record<G>(
     ctx: &Context<'_, G>,
     intent: &Intent,
     revision: u64,
@@ -430,6 +435,7 @@ fn new_record<G>(
         manifests: None,
         applied_objects: Vec::new(),
         jobs: Vec::new(),
+        gitops: None,
     }
 }
 
@@ -835,7 +841,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
     }
 }
 
-fn verb(kind: ReleaseKind) -> &'static str {
+pub(super) fn verb(kind: ReleaseKind) -> &'static str {
     match kind {
         ReleaseKind::Deploy => "deploying",
         ReleaseKind::Promote => "promoting",

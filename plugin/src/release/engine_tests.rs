@@ -281,6 +281,7 @@ fn opts(atomic: bool) -> Options {
         dry_run: false,
         force_conflicts: false,
         rerun_jobs: false,
+        gitops: super::GitopsOptions::default(),
     }
 }
 

@@ -12,6 +12,7 @@
 //!   a mandated one;
 //! - `manifests`: the app's manifests of a release, rendered, staged, applied, pruned;
 //!   `drift`: where live objects left what the newest release applied;
+//! - `gitops`: the same release written as one commit into a deployment repository;
 //! - `report`: the one document every verb prints; `interrupt`: stopping on a signal.
 
 pub mod apply;
@@ -19,6 +20,7 @@ pub mod drift;
 pub mod engine;
 pub mod gate;
 pub mod generated;
+pub mod gitops;
 pub mod interrupt;
 pub mod jobs;
 pub mod journal;
@@ -105,6 +107,19 @@ pub struct Options {
     pub force_conflicts: bool,
     /// Run pre-deploy Jobs even when they already succeeded for the same bytes.
     pub rerun_jobs: bool,
+    /// How a release into a GitOps environment is written and followed.
+    pub gitops: GitopsOptions,
+}
+
+/// The GitOps flags: wait for the controller, or push a branch for review.
+#[derive(Debug, Clone, Default)]
+pub struct GitopsOptions {
+    /// Wait until the cluster runs the new images (whichever controller applies them).
+    pub wait: bool,
+    /// Push a branch named after the app, environment and revision instead of the branch.
+    pub pull_request: bool,
+    /// Run to open the pull request (`sh -c`).
+    pub pr_command: Option<String>,
 }
 
 /// Everything a release needs to know about where it runs.

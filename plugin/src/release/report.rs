@@ -41,6 +41,8 @@ pub struct Report {
     /// The release's Jobs: how each ended (a dry run: which would run, which are skipped),
     /// with the last lines of their logs.
     pub jobs: Vec<crate::domain::job::JobRun>,
+    /// A GitOps environment's release: the repository, branch, path and commit written.
+    pub gitops: Option<crate::domain::record::RecordedGitops>,
 }
 
 impl Report {
@@ -62,6 +64,7 @@ impl Report {
             objects: Vec::new(),
             manifests_digest: None,
             jobs: Vec::new(),
+            gitops: None,
         }
     }
 

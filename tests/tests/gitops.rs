@@ -1,0 +1,354 @@
+//! GitOps environments end to end: releases written as one commit into a real deployment
+//! repository (a bare git repository), the cluster changed only when a stand-in controller
+//! applies the repository's path with `kubectl apply -k`, against the real control plane.
+
+use std::sync::Arc;
+
+use kubectl_release_tests::deploy_repo::DeployRepo;
+use kubectl_release_tests::{App, apply, deployment, hook_entry};
+use serde_json::Value;
+
+const PATH: &str = "apps/web/production";
+
+fn kustomization(namespace: &str, image: &str, tag: &str) -> String {
+    format!(
+        "# Production of web: the controller applies this directory.\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {namespace}\n\
+         resources:\n  - deployment.yaml   # the app\n\
+         images:\n  # kubectl-release pins the digest here\n  - name: {image}\n    newTag: {tag}\n"
+    )
+}
+
+fn deployment_yaml(image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n        - name: web\n          image: {image}\n"
+    )
+}
+
+/// An app whose production is a GitOps environment in `repo`'s `path`, synced once so the
+/// cluster runs the first commit; qa is a direct environment. `extra` is appended to
+/// release.yaml.
+async fn gitops_app(prefix: &str, path: &str, extra: &str) -> (App, Arc<DeployRepo>) {
+    let mut app = App::new(prefix, 2).await;
+    for commit in app.commits() {
+        app.push(&commit).await;
+    }
+    let first = app.commits()[0].clone();
+    let repo = Arc::new(DeployRepo::new(&[
+        (
+            &format!("{path}/kustomization.yaml"),
+            kustomization(app.production.name(), &app.image, &first),
+        ),
+        (
+            &format!("{path}/deployment.yaml"),
+            deployment_yaml(&format!("{}:bootstrap", app.image)),
+        ),
+    ]));
+    write_config(&app, &repo, path, extra);
+    repo.sync(app.env, "main", path).await;
+    (app, repo)
+}
+
+fn write_config(app: &App, repo: &DeployRepo, path: &str, extra: &str) {
+    let config = format!(
+        "apiVersion: kubectl-release.io/v1alpha1\nkind: ReleaseConfig\napp: {name}\nimage: {image}\n\
+         environments:\n  - name: qa\n    context: qa\n    namespace: {qa}\n\
+         \x20 - name: production\n    context: production\n    namespace: {prod}\n    promoteFrom: qa\n\
+         \x20   gitops:\n      repo: {url}\n      branch: main\n      path: {path}\n\
+         \x20     author: {{name: Release Bot, email: release-bot@example.com}}\n{extra}",
+        name = app.name,
+        image = app.image,
+        qa = app.qa.name(),
+        prod = app.production.name(),
+        url = repo.url(),
+    );
+    std::fs::write(app.repo.path().join("release.yaml"), config).expect("write release.yaml");
+}
+
+async fn live_image(app: &App) -> String {
+    let d = app.deployment(app.production.name(), "web").await;
+    d.spec.template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+fn json(out: &kubectl_release_tests::CmdOutput) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_is_one_commit_with_trailers_and_changes_nothing_until_applied() {
+    let (app, repo) = gitops_app("gitops-deploy", PATH, "").await;
+    let second = app.commits()[1].clone();
+    let before = live_image(&app).await;
+    assert_eq!(before, format!("{}:{}", app.image, app.commits()[0]));
+
+    let out = app
+        .release(&["deploy", "production", &second, "-o", "json"])
+        .await;
+    assert!(out.success(), "{out}");
+    let report = json(&out);
+    assert_eq!(report["outcome"], "committed", "{out}");
+    let pushed = report["gitops"]["commit"].as_str().unwrap().to_string();
+    assert_eq!(repo.head("main"), pushed);
+    assert_eq!(repo.count("main"), 2, "one commit per release");
+
+    let message = repo.git(&["log", "-1", "--format=%B", "main"]);
+    let pinned = app.pinned(&second);
+    for trailer in [
+        "Release-App: web".to_string(),
+        "Release-Environment: production".into(),
+        "Release-Revision: 1".into(),
+        "Release-Kind: deploy".into(),
+        format!("Release-Commit: {second}"),
+        format!("Release-Digest: {pinned}"),
+    ] {
+        assert!(
+            message.contains(&trailer),
+            "{trailer} missing in:\n{message}"
+        );
+    }
+    let author = repo.git(&["log", "-1", "--format=%an <%ae>", "main"]);
+    assert_eq!(author, "Release Bot <release-bot@example.com>");
+
+    let k = repo.show("main", &format!("{PATH}/kustomization.yaml"));
+    let digest = &app.digests[&second];
+    assert!(k.contains(&format!("digest: {digest}")), "{k}");
+    assert!(
+        !k.contains("newTag"),
+        "the tag beside a digest is gone: {k}"
+    );
+    for comment in [
+        "# Production of web: the controller applies this directory.",
+        "- deployment.yaml   # the app",
+        "# kubectl-release pins the digest here",
+    ] {
+        assert!(k.contains(comment), "comment `{comment}` lost:\n{k}");
+    }
+    assert_eq!(
+        live_image(&app).await,
+        before,
+        "nothing in the cluster changed"
+    );
+
+    let status = json(&app.release(&["status", "production", "-o", "json"]).await);
+    assert_eq!(status[0]["gitImages"][0], pinned.as_str(), "{status}");
+    assert_eq!(status[0]["drift"], true, "{status}");
+
+    // The controller applies it; Git and the cluster agree, and a second deploy has nothing to do.
+    repo.sync(app.env, "main", PATH).await;
+    assert_eq!(live_image(&app).await, pinned);
+    let status = json(&app.release(&["status", "production", "-o", "json"]).await);
+    let details = status[0]["driftDetails"].to_string();
+    assert!(!details.contains("Git pins"), "{status}");
+    let again = app
+        .release(&["deploy", "production", &second, "-o", "json"])
+        .await;
+    assert_eq!(json(&again)["outcome"], "unchanged", "{again}");
+    assert_eq!(repo.count("main"), 2);
+
+    let history = json(&app.release(&["history", "production", "-o", "json"]).await);
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history[0]["revision"], 1);
+    assert_eq!(history[0]["commit"], second.as_str());
+    assert_eq!(history[0]["gitCommit"], pushed.as_str());
+    assert_eq!(history[0]["digests"][0], pinned.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_follows_the_controller_until_the_cluster_runs_the_commit() {
+    let (app, repo) = gitops_app("gitops-wait", PATH, "").await;
+    let second = app.commits()[1].clone();
+    let _controller = repo.sync_loop(app.env, PATH);
+    let out = app
+        .release(&[
+            "deploy",
+            "production",
+            &second,
+            "--wait",
+            "--timeout",
+            "90s",
+            "-o",
+            "json",
+        ])
+        .await;
+    assert!(out.success(), "{out}");
+    assert_eq!(json(&out)["outcome"], "succeeded", "{out}");
+    assert_eq!(live_image(&app).await, app.pinned(&second));
+    let d = app.deployment(app.production.name(), "web").await;
+    assert_eq!(d.status.unwrap().ready_replicas, Some(1), "rolled out");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_controller_wait_times_out_with_exit_6_and_the_commit_stays() {
+    let (app, repo) = gitops_app("gitops-timeout", PATH, "").await;
+    let second = app.commits()[1].clone();
+    let out = app
+        .release(&["deploy", "production", &second, "--wait", "--timeout", "3s"])
+        .await;
+    assert_eq!(out.code(), Some(6), "{out}");
+    assert!(out.stderr.contains("not applied it"), "{out}");
+    assert_eq!(repo.count("main"), 2, "the commit is in the repository");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_promotions_into_one_repository_at_once_both_land() {
+    let shared_paths = ["apps/a/production", "apps/b/production"];
+    let (mut a, repo) = gitops_app("gitops-pa", shared_paths[0], "").await;
+    let mut b = App::new("gitops-pb", 2).await;
+    for commit in b.commits() {
+        b.push(&commit).await;
+    }
+    // b's directory joins the same repository, as another team's commit.
+    let b_first = b.commits()[0].clone();
+    repo.commit_as_someone_else(
+        &format!("{}/kustomization.yaml", shared_paths[1]),
+        &kustomization(b.production.name(), &b.image, &b_first),
+    );
+    repo.commit_as_someone_else(
+        &format!("{}/deployment.yaml", shared_paths[1]),
+        &deployment_yaml(&format!("{}:bootstrap", b.image)),
+    );
+    write_config(&b, &repo, shared_paths[1], "");
+    let base = repo.count("main");
+
+    // Both apps run their second commit in qa.
+    let client = a.env.client("admin").await;
+    for app in [&mut a, &mut b] {
+        let first = app.commits()[0].clone();
+        apply(
+            &client,
+            app.qa.name(),
+            &deployment("web")
+                .image(format!("{}:{first}", app.image))
+                .build(),
+        )
+        .await
+        .unwrap();
+        let second = app.commits()[1].clone();
+        app.release(&["deploy", "qa", &second])
+            .await
+            .assert_success();
+    }
+    let (pa, pb) = tokio::join!(
+        a.release(&["promote", "qa", "production", "-o", "json"]),
+        b.release(&["promote", "qa", "production", "-o", "json"])
+    );
+    assert_eq!(json(&pa)["outcome"], "committed", "{pa}");
+    assert_eq!(json(&pb)["outcome"], "committed", "{pb}");
+    assert_eq!(repo.count("main"), base + 2, "both landed");
+    for (app, path) in [(&a, shared_paths[0]), (&b, shared_paths[1])] {
+        let k = repo.show("main", &format!("{path}/kustomization.yaml"));
+        let digest = &app.digests[&app.commits()[1]];
+        assert!(k.contains(digest.as_str()), "{path}: {k}");
+    }
+    let message = repo.git(&["log", "-1", "--format=%B", "main"]);
+    assert!(
+        message.contains("Release-Source-Environment: qa"),
+        "{message}"
+    );
+    assert!(message.contains("Release-Kind: promote"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_release_pushes_nothing() {
+    let hooks = format!(
+        "hooks:\n{}",
+        hook_entry(
+            "labels",
+            "required-labels",
+            "settings: {labels: {cost-center: \".+\"}}"
+        )
+    );
+    let (app, repo) = gitops_app("gitops-deny", PATH, &hooks).await;
+    let out = app
+        .release(&["deploy", "production", &app.commits()[1]])
+        .await;
+    assert_eq!(out.code(), Some(3), "{out}");
+    assert!(out.stderr.contains("cost-center"), "{out}");
+    assert_eq!(repo.count("main"), 1, "nothing pushed");
+    assert_eq!(repo.branches(), ["main"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_request_pushes_a_branch_and_leaves_the_environment_branch_alone() {
+    let (app, repo) = gitops_app("gitops-pr", PATH, "").await;
+    let main_before = repo.head("main");
+    let said = app.repo.path().join("pr.txt");
+    let command = format!(
+        "echo \"$RELEASE_BRANCH -> $RELEASE_BASE: $RELEASE_TITLE\" > {}",
+        said.display()
+    );
+    let out = app
+        .release(&[
+            "deploy",
+            "production",
+            &app.commits()[1],
+            "--pull-request",
+            "--pr-command",
+            &command,
+            "-o",
+            "json",
+        ])
+        .await;
+    assert!(out.success(), "{out}");
+    let report = json(&out);
+    let branch = "kubectl-release/web/production/revision-1";
+    assert_eq!(report["gitops"]["reviewBranch"], branch, "{out}");
+    assert_eq!(repo.head("main"), main_before, "main untouched");
+    assert_eq!(
+        repo.head(branch),
+        report["gitops"]["commit"].as_str().unwrap()
+    );
+    let said = std::fs::read_to_string(&said).unwrap();
+    assert!(
+        said.starts_with(&format!("{branch} -> main: deploy web to production")),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_repositories_are_clear_errors_and_nothing_is_pushed() {
+    let (app, repo) = gitops_app("gitops-bad", PATH, "").await;
+    let second = app.commits()[1].clone();
+
+    // A repository that cannot be cloned.
+    let gone = format!("{}-gone", repo.url());
+    let text = std::fs::read_to_string(app.repo.path().join("release.yaml")).unwrap();
+    std::fs::write(
+        app.repo.path().join("release.yaml"),
+        text.replace(&repo.url(), &gone),
+    )
+    .unwrap();
+    let out = app.release(&["deploy", "production", &second]).await;
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("cannot clone"), "{out}");
+
+    // A path with no kustomization or manifests.
+    write_config(&app, &repo, "apps/nothing/here", "");
+    let out = app.release(&["deploy", "production", &second]).await;
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("is not a directory"), "{out}");
+
+    // A branch protected against pushes: the release fails, nothing is pushed.
+    write_config(&app, &repo, PATH, "");
+    let hook = std::path::Path::new(&repo.url()).join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho 'main is protected: open a pull request' >&2\nexit 1\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = app
+        .release(&["deploy", "production", &second, "-o", "json"])
+        .await;
+    assert_eq!(out.code(), Some(5), "{out}");
+    assert!(out.stderr.contains("main is protected"), "{out}");
+    assert!(out.stderr.contains("nothing was pushed"), "{out}");
+    assert_eq!(json(&out)["outcome"], "failed");
+    assert_eq!(repo.count("main"), 1);
+}
