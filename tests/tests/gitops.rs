@@ -352,3 +352,69 @@ async fn bad_repositories_are_clear_errors_and_nothing_is_pushed() {
     assert_eq!(json(&out)["outcome"], "failed");
     assert_eq!(repo.count("main"), 1);
 }
+
+/// A run killed after its push landed but before it finished its record: the next release
+/// finds the commit by its trailers and records the dead run's release as `committed`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_after_its_push_is_recorded_committed_by_the_next_release() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::Api;
+    use kube::api::{Patch, PatchParams};
+
+    let (app, repo) = gitops_app("gitops-kill", PATH, "").await;
+    let (first, second) = (app.commits()[0].clone(), app.commits()[1].clone());
+    app.release(&["deploy", "production", &second])
+        .await
+        .assert_success();
+    let pushed = repo.head("main");
+    // What the dead run left: its record in progress, without the commit it pushed.
+    let client = app.env.client("admin").await;
+    let name = kubectl_release_tests::record_name("web", "production", 1);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), app.production.name());
+    let mut record =
+        kubectl_release_tests::records(&client, app.production.name(), "web", "production").await
+            [0]
+        .clone();
+    record["outcome"] = "in-progress".into();
+    record["lockHolder"] = "a run that was killed".into();
+    record["gitops"].as_object_mut().unwrap().remove("commit");
+    let patch = serde_json::json!({"data": {"release.json": record.to_string()}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+
+    let out = app
+        .release(&["deploy", "production", &first, "-o", "json"])
+        .await;
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout.contains("recorded it as committed"),
+        "the dead run's release is settled: {out}"
+    );
+    let records =
+        kubectl_release_tests::records(&client, app.production.name(), "web", "production").await;
+    assert_eq!(records[0]["outcome"], "committed", "{records:?}");
+    assert_eq!(records[0]["gitops"]["commit"], pushed.as_str());
+    assert_eq!(records[1]["revision"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_writes_the_restored_revisions_digest_as_a_commit() {
+    let (app, repo) = gitops_app("gitops-rollback", PATH, "").await;
+    let (first, second) = (app.commits()[0].clone(), app.commits()[1].clone());
+    app.release(&["deploy", "production", &second])
+        .await
+        .assert_success();
+    app.release(&["deploy", "production", &first])
+        .await
+        .assert_success();
+    let out = app.release(&["rollback", "production", "-o", "json"]).await;
+    assert!(out.success(), "{out}");
+    assert_eq!(json(&out)["outcome"], "committed", "{out}");
+    let k = repo.show("main", &format!("{PATH}/kustomization.yaml"));
+    assert!(k.contains(app.digests[&second].as_str()), "{k}");
+    let message = repo.git(&["log", "-1", "--format=%B", "main"]);
+    assert!(message.contains("Release-Kind: rollback"), "{message}");
+    assert!(message.contains("Release-Revision: 3"), "{message}");
+    assert_eq!(repo.count("main"), 4);
+}

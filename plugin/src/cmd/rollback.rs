@@ -30,7 +30,7 @@ async fn rollback(
     let ctx = release::Context::prepare(cfg, &clients, &target).await?;
     let history = ctx.gateway.history().await?;
     let chosen = choose(cfg, &env.name, &history, args.to_revision)?;
-    if chosen.outcome != Outcome::Succeeded {
+    if !chosen.succeeded() {
         tracing::warn!(revision = chosen.revision, outcome = %chosen.outcome, "rolling back to a revision that did not succeed");
     }
     let mut intent = Intent::new(ReleaseKind::Rollback);

@@ -123,9 +123,10 @@ impl Release {
             .collect()
     }
 
-    /// Whether the release left its images running: succeeded (images recorded are live).
+    /// Whether the release left its images in place: succeeded (the images recorded are live),
+    /// or, in a GitOps environment, committed (they are what the repository pins).
     pub fn succeeded(&self) -> bool {
-        self.outcome == Outcome::Succeeded
+        matches!(self.outcome, Outcome::Succeeded | Outcome::Committed)
     }
 }
 
@@ -265,7 +266,7 @@ mod tests {
             release(4, Outcome::Succeeded, "d"),
             release(3, Outcome::RolledBack, "c"),
             release(2, Outcome::Succeeded, "d"),
-            release(1, Outcome::Succeeded, "a"),
+            release(1, Outcome::Committed, "a"),
         ];
         assert_eq!(previous_good(&history).map(|r| r.revision), Some(1));
     }

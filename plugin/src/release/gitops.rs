@@ -28,8 +28,10 @@ use crate::domain::record::{self, RecordedGitops, next_revision};
 use crate::domain::{ContainerChange, Failure, Outcome, Release, Workload, plan};
 use crate::progress::Progress;
 
-/// How many times a push is tried when the branch keeps moving under it.
-const PUSH_ATTEMPTS: u32 = 5;
+/// How many times a push is tried when the branch keeps moving under it: enough for dozens of
+/// apps promoted into one repository at once (each rebase takes milliseconds), few enough that
+/// a branch that never settles is an error soon.
+const PUSH_ATTEMPTS: u32 = 10;
 /// How far back `history` and the settling of a dead run look in the path's commits.
 pub const HISTORY_DEPTH: usize = 200;
 
