@@ -331,6 +331,22 @@ async fn bad_repositories_are_clear_errors_and_nothing_is_pushed() {
     assert_eq!(out.code(), Some(2), "{out}");
     assert!(out.stderr.contains("is not a directory"), "{out}");
 
+    // A directory whose workloads do not use the app's image.
+    repo.commit_as_someone_else(
+        "apps/other/production/kustomization.yaml",
+        "resources: [deployment.yaml]\n",
+    );
+    repo.commit_as_someone_else(
+        "apps/other/production/deployment.yaml",
+        &deployment_yaml("nginx:1.27"),
+    );
+    let commits = repo.count("main");
+    write_config(&app, &repo, "apps/other/production", "");
+    let out = app.release(&["deploy", "production", &second]).await;
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(out.stderr.contains("with a container from"), "{out}");
+    assert_eq!(repo.count("main"), commits, "nothing pushed");
+
     // A branch protected against pushes: the release fails, nothing is pushed.
     write_config(&app, &repo, PATH, "");
     let hook = std::path::Path::new(&repo.url()).join("hooks/pre-receive");
@@ -350,7 +366,7 @@ async fn bad_repositories_are_clear_errors_and_nothing_is_pushed() {
     assert!(out.stderr.contains("main is protected"), "{out}");
     assert!(out.stderr.contains("nothing was pushed"), "{out}");
     assert_eq!(json(&out)["outcome"], "failed");
-    assert_eq!(repo.count("main"), 1);
+    assert_eq!(repo.count("main"), commits);
 }
 
 /// A run killed after its push landed but before it finished its record: the next release

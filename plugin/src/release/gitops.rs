@@ -4,8 +4,9 @@
 //! applies. `--wait` then follows the cluster until it runs them.
 //!
 //! ```text
-//! lock → read (clone, render the path) → plan against Git → (unchanged) → pre-hooks
-//!      → journal begin → edit, commit, push (rebase and retry) ─(refused)→ failed, nothing pushed
+//! lock → read (clone, render the path) → plan against Git → (unchanged) → edit the clone,
+//!      render it again → pre-hooks → journal begin → commit, push (rebase and retry)
+//!      ─(refused)→ failed, nothing pushed
 //!      → [--wait: the controller applies, the rollout completes] → committed | succeeded
 //! ```
 
@@ -177,15 +178,14 @@ fn the_digest(changes: &[ContainerChange]) -> Result<String, Failure> {
     }
 }
 
-/// Writes the digest into the directory, commits with the trailers and pushes (blocking).
-/// With `review`, pushes that branch instead of the environment's.
-pub fn write(
+/// Writes the digest into the clone's directory and checks that it renders as planned
+/// (blocking); returns the files changed. Nothing leaves the clone: a problem here is the
+/// user's to fix, an `invalid` failure before the release is journaled.
+pub fn stage(
     checkout: &Checkout,
     cfg: &ReleaseConfig,
     changes: &[ContainerChange],
-    message: &str,
-    review: Option<&str>,
-) -> Result<Pushed, Failure> {
+) -> Result<Vec<PathBuf>, Failure> {
     let digest = the_digest(changes)?;
     let touched = edit_directory(checkout, &cfg.image, &digest)?;
     if touched.is_empty() {
@@ -196,6 +196,18 @@ pub fn write(
         )));
     }
     verify(checkout, cfg, &digest)?;
+    Ok(touched)
+}
+
+/// Commits the staged files with the trailers and pushes (blocking): to the environment's
+/// branch, or with `review` to that new branch. A refusal is a `failed` release with nothing
+/// pushed.
+pub fn push(
+    checkout: &Checkout,
+    touched: &[PathBuf],
+    message: &str,
+    review: Option<&str>,
+) -> Result<Pushed, Failure> {
     let author = Author {
         name: checkout.gitops.author_name.clone(),
         email: checkout.gitops.author_email.clone(),
@@ -205,7 +217,7 @@ pub fn write(
     };
     checkout
         .workdir
-        .commit(&touched, message, &author)
+        .commit(touched, message, &author)
         .map_err(failed)?;
     match review {
         Some(branch) => checkout.workdir.push_new_branch(branch).map_err(failed),
@@ -374,6 +386,14 @@ pub(super) async fn locked<G: EnvGateway>(
     if plan::is_noop(&changes) {
         return Ok(Ran::ok(report, Outcome::Unchanged));
     }
+    let staged = {
+        let (checkout, cfg, planned) = (checkout.clone(), ctx.config.clone(), changes.clone());
+        blocking(move || stage(&checkout, &cfg, &planned)).await
+    };
+    let touched = match staged {
+        Ok(touched) => touched,
+        Err(failure) => return Ok(Ran::fail(report, failure)),
+    };
     let revision = next_revision(&history);
     let no_jobs = jobs::Jobs::default();
     let seen = Seen {
@@ -410,6 +430,7 @@ pub(super) async fn locked<G: EnvGateway>(
         opts,
         interrupt,
         checkout,
+        touched,
         review,
         revisions: history.iter().map(|r| r.revision).collect(),
     };
@@ -422,6 +443,8 @@ struct Push<'s, 'c, G> {
     opts: &'s Options,
     interrupt: &'s Interrupt,
     checkout: std::sync::Arc<Checkout>,
+    /// The files of the clone the release changed.
+    touched: Vec<PathBuf>,
     review: Option<String>,
     /// The revisions the release read, newest first: what pruning keeps or deletes.
     revisions: Vec<u64>,
@@ -469,23 +492,17 @@ impl<G: EnvGateway> Push<'_, '_, G> {
                 .as_deref()
                 .unwrap_or(&self.checkout.gitops.branch)
         ));
-        let (checkout, cfg, planned, review) = (
+        let (checkout, touched, review) = (
             self.checkout.clone(),
-            self.ctx.config.clone(),
-            changes.to_vec(),
+            self.touched.clone(),
             self.review.clone(),
         );
-        let pushed =
-            blocking(move || write(&checkout, &cfg, &planned, &message, review.as_deref())).await;
+        let pushed = blocking(move || push(&checkout, &touched, &message, review.as_deref())).await;
         let pushed = match pushed {
             Ok(pushed) => pushed,
             Err(failure) => {
-                let message = format!(
-                    "{}; nothing was pushed",
-                    failure.message.trim_end_matches("; nothing was pushed")
-                );
                 return self
-                    .finish(journal, report, Outcome::Failed, &message)
+                    .finish(journal, report, Outcome::Failed, &failure.message)
                     .await;
             }
         };
