@@ -22,29 +22,18 @@ pub struct DeployRepo {
     dir: TempDir,
 }
 
-/// Runs git with the user's and machine's settings kept out; panics on failure (a broken
-/// fixture stops the test where it was built).
+/// The identity of the platform team's own commits to the repository.
+const PLATFORM: [(&str, &str); 4] = [
+    ("GIT_AUTHOR_NAME", "Platform Team"),
+    ("GIT_AUTHOR_EMAIL", "platform@example.com"),
+    ("GIT_COMMITTER_NAME", "Platform Team"),
+    ("GIT_COMMITTER_EMAIL", "platform@example.com"),
+];
+
+/// Runs git in `dir` as the platform team; panics on failure (a broken fixture stops the test
+/// where it was built).
 pub fn git_in(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_AUTHOR_NAME", "Platform Team")
-        .env("GIT_AUTHOR_EMAIL", "platform@example.com")
-        .env("GIT_COMMITTER_NAME", "Platform Team")
-        .env("GIT_COMMITTER_EMAIL", "platform@example.com")
-        .output()
-        .expect("git is installed");
-    assert!(
-        output.status.success(),
-        "git {} failed in {}: {}",
-        args.join(" "),
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+    crate::git::git_in(dir, args, &PLATFORM)
 }
 
 impl DeployRepo {

@@ -39,23 +39,7 @@ impl GitRepo {
 
     /// Runs git in the repository and returns its trimmed stdout.
     pub fn git(&self, args: &[&str]) -> String {
-        let output = Command::new("git")
-            .args(args)
-            .current_dir(self.path())
-            // The user's and the machine's settings (hooks, signing, templates) stay out.
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .output()
-            .expect("git is installed");
-        assert!(
-            output.status.success(),
-            "git {} failed in {}: {}",
-            args.join(" "),
-            self.path().display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+        git_in(self.path(), args, &[])
     }
 
     /// The full 40-hex commit of HEAD.
@@ -111,6 +95,28 @@ impl GitRepo {
     pub fn checkout(&self, rev: &str) {
         self.git(&["checkout", "--quiet", rev]);
     }
+}
+
+/// Runs git in `dir` with `env` set and returns its trimmed stdout; panics when git fails.
+/// The user's and the machine's settings (hooks, signing, templates) stay out.
+pub fn git_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .envs(env.iter().copied())
+        .output()
+        .expect("git is installed");
+    assert!(
+        output.status.success(),
+        "git {} failed in {}: {}",
+        args.join(" "),
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 #[cfg(test)]

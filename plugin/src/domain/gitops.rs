@@ -161,8 +161,9 @@ pub fn set_manifest_images(text: &str, repository: &str, image: &str) -> (String
 }
 
 /// What a release commit records in its trailers, for `git log` and for the plugin reading its
-/// history back.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// history back (and, as JSON, for `history -o json`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ReleaseTrailers {
     pub app: String,
     pub environment: String,

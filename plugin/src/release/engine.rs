@@ -222,15 +222,8 @@ async fn locked<G: EnvGateway>(
         &seen,
     )
     .await?;
-    report.hooks = pre.verdicts.clone();
-    report.approvals = crate::domain::approvals::valid_approvals(
-        &pre.approvals,
-        &report.digests,
-        jiff::Timestamp::now(),
-    );
-    report.warnings.extend(pre.warnings(true));
-    if pre.denied() {
-        return Ok(Ran::fail(report, pre.failure()));
+    if let Some(denied) = take_judgement(&mut report, &pre) {
+        return Ok(denied);
     }
     if opts.dry_run {
         report.jobs = jobs.planned();
@@ -273,6 +266,20 @@ async fn check_generated<G>(
                 format!("the generator's thread failed: {e}"),
             ))
         })
+}
+
+/// Puts the pre-phase's verdicts, the approvals that counted and the warnings into the report;
+/// the release's end when the hooks denied it (or wait for approvals).
+pub(super) fn take_judgement(report: &mut Report, pre: &Judgement) -> Option<Ran> {
+    report.hooks = pre.verdicts.clone();
+    report.approvals = crate::domain::approvals::valid_approvals(
+        &pre.approvals,
+        &report.digests,
+        jiff::Timestamp::now(),
+    );
+    report.warnings.extend(pre.warnings(true));
+    pre.denied()
+        .then(|| Ran::fail(report.clone(), pre.failure()))
 }
 
 /// The manifests checked and dry-run against the environment.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use hooks_sdk::helpers::ImageRef;
 
-use super::engine::{Ran, Seen, judge, new_record, pre_phase, verb};
+use super::engine::{Ran, Seen, judge, new_record, pre_phase, take_judgement, verb};
 use super::journal::{self, Journal};
 use super::{Context, Intent, Interrupt, Options, Report, Wanted, jobs, manifests};
 use crate::artifacts::gitops::{Author, Pushed, Workdir};
@@ -404,15 +404,8 @@ pub(super) async fn locked<G: EnvGateway>(
     };
     let phase = pre_phase(intent.kind);
     let pre = judge(ctx, intent, phase, revision, &changes, &seen).await?;
-    report.hooks = pre.verdicts.clone();
-    report.approvals = crate::domain::approvals::valid_approvals(
-        &pre.approvals,
-        &report.digests,
-        jiff::Timestamp::now(),
-    );
-    report.warnings.extend(pre.warnings(true));
-    if pre.denied() {
-        return Ok(Ran::fail(report, pre.failure()));
+    if let Some(denied) = take_judgement(&mut report, &pre) {
+        return Ok(denied);
     }
     if opts.dry_run {
         return Ok(Ran::ok(report, Outcome::Planned));
@@ -679,22 +672,7 @@ pub struct GitRelease {
     pub time: String,
     pub author: String,
     #[serde(flatten)]
-    pub trailers: GitTrailers,
-}
-
-/// The trailers of a release commit, as JSON.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GitTrailers {
-    pub app: String,
-    pub environment: String,
-    pub revision: u64,
-    pub kind: String,
-    pub commit: Option<String>,
-    pub digests: Vec<String>,
-    pub approvers: Vec<String>,
-    pub source_environment: Option<String>,
-    pub actor: String,
+    pub trailers: ReleaseTrailers,
 }
 
 /// The releases of `app` into `env` written on the branch, newest first (blocking): commits
@@ -713,17 +691,7 @@ pub fn history(gitops: &Gitops, app: &str, env: &str) -> Result<Vec<GitRelease>,
                 git_commit: c.id,
                 time: c.time,
                 author: c.author,
-                trailers: GitTrailers {
-                    app: t.app,
-                    environment: t.environment,
-                    revision: t.revision,
-                    kind: t.kind,
-                    commit: t.commit,
-                    digests: t.digests,
-                    approvers: t.approvers,
-                    source_environment: t.source_environment,
-                    actor: t.actor,
-                },
+                trailers: t,
             })
         })
         .collect())

@@ -215,6 +215,67 @@ fn selects(
         && selector.is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
 
+/// What every policy entry (a hook, the generator) writes alike: a module, the namespaces it
+/// covers, and its sandbox limits.
+trait RawEntry {
+    fn module(&self) -> &str;
+    fn namespace_selector(&self) -> Option<&String>;
+    /// timeout, memory, maxOutput, maxLogs.
+    fn limits(&self) -> [Option<&String>; 4];
+}
+
+impl RawEntry for RawPolicyHook {
+    fn module(&self) -> &str {
+        &self.module
+    }
+    fn namespace_selector(&self) -> Option<&String> {
+        self.namespace_selector.as_ref()
+    }
+    fn limits(&self) -> [Option<&String>; 4] {
+        let h = self;
+        [
+            h.timeout.as_ref(),
+            h.memory.as_ref(),
+            h.max_output.as_ref(),
+            h.max_logs.as_ref(),
+        ]
+    }
+}
+
+impl RawEntry for RawPolicyGenerator {
+    fn module(&self) -> &str {
+        &self.module
+    }
+    fn namespace_selector(&self) -> Option<&String> {
+        self.namespace_selector.as_ref()
+    }
+    fn limits(&self) -> [Option<&String>; 4] {
+        let g = self;
+        [
+            g.timeout.as_ref(),
+            g.memory.as_ref(),
+            g.max_output.as_ref(),
+            g.max_logs.as_ref(),
+        ]
+    }
+}
+
+/// The pinned module, limits and namespace selector of one entry; `fail` turns a field's name
+/// and a message into the error naming file, line and field.
+fn common_parts(
+    raw: &impl RawEntry,
+    fail: impl Fn(&'static str, String) -> String,
+) -> Result<(ModuleRef, HookLimits, Option<Selector>), String> {
+    let module = pinned_module(raw.module()).map_err(|m| fail("module", m))?;
+    let [timeout, memory, max_output, max_logs] = raw.limits();
+    let limits = limits_of(timeout, memory, max_output, max_logs).map_err(|(f, m)| fail(f, m))?;
+    let selector = match raw.namespace_selector() {
+        None => None,
+        Some(sel) => Some(parse_selector(sel).map_err(|m| fail("namespaceSelector", m))?),
+    };
+    Ok((module, limits, selector))
+}
+
 /// Parses a policy document; `origin` names the cluster and object for messages.
 pub fn parse(origin: &str, text: &str) -> Result<Policy, String> {
     let at = |line: Option<usize>, field: &str, message: &str| {
@@ -251,19 +312,10 @@ pub fn parse(origin: &str, text: &str) -> Result<Policy, String> {
     }
     let mut hooks = Vec::new();
     for (i, h) in raw.hooks.into_iter().enumerate() {
-        let f = |field: &'static str| [Seg::Key("hooks"), Seg::Index(i), Seg::Key(field)];
-        let module = pinned_module(&h.module).map_err(|m| err(&f("module"), m))?;
-        let limits = limits_of(
-            h.timeout.as_ref(),
-            h.memory.as_ref(),
-            h.max_output.as_ref(),
-            h.max_logs.as_ref(),
-        )
-        .map_err(|(field, m)| err(&f(field), m))?;
-        let namespace_selector = match &h.namespace_selector {
-            None => None,
-            Some(sel) => Some(parse_selector(sel).map_err(|m| err(&f("namespaceSelector"), m))?),
+        let fail = |field: &'static str, m: String| {
+            err(&[Seg::Key("hooks"), Seg::Index(i), Seg::Key(field)], m)
         };
+        let (module, limits, namespace_selector) = common_parts(&h, fail)?;
         hooks.push(PolicyHook {
             name: h.name,
             module,
@@ -281,21 +333,9 @@ pub fn parse(origin: &str, text: &str) -> Result<Policy, String> {
     let generator = match raw.generator {
         None => None,
         Some(g) => {
-            let f = |field: &'static str| [Seg::Key("generator"), Seg::Key(field)];
-            let module = pinned_module(&g.module).map_err(|m| err(&f("module"), m))?;
-            let limits = limits_of(
-                g.timeout.as_ref(),
-                g.memory.as_ref(),
-                g.max_output.as_ref(),
-                g.max_logs.as_ref(),
-            )
-            .map_err(|(field, m)| err(&f(field), m))?;
-            let namespace_selector = match &g.namespace_selector {
-                None => None,
-                Some(sel) => {
-                    Some(parse_selector(sel).map_err(|m| err(&f("namespaceSelector"), m))?)
-                }
-            };
+            let fail =
+                |field: &'static str, m: String| err(&[Seg::Key("generator"), Seg::Key(field)], m);
+            let (module, limits, namespace_selector) = common_parts(&g, fail)?;
             Some(PolicyGenerator {
                 module,
                 namespaces: g.namespaces,
@@ -319,8 +359,11 @@ fn pinned_module(text: &str) -> Result<ModuleRef, String> {
     Ok(module)
 }
 
+/// An equality-based namespace selector: `(label, value)` pairs that must all match.
+type Selector = Vec<(String, String)>;
+
 /// `a=b,c=d` (equality only: what a namespace selector needs to say "these environments").
-fn parse_selector(text: &str) -> Result<Vec<(String, String)>, String> {
+fn parse_selector(text: &str) -> Result<Selector, String> {
     text.split(',')
         .map(|term| {
             term.split_once('=')
