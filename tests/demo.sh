@@ -59,6 +59,14 @@ environments:
     manifests: kubernetes/production
     promoteFrom: qa
     atomic: true
+  - name: eu                       # a GitOps environment: releases are commits to deploy.git
+    context: production
+    namespace: web-eu
+    promoteFrom: qa
+    gitops:
+      repo: $DEMO/deploy.git
+      path: apps/web/eu
+      author: {name: Release Bot, email: release-bot@example.com}
 hooks:
   - name: required-labels
     module: $HOOKS/required-labels.wasm
@@ -79,6 +87,7 @@ hooks:
 jobs:
   - name: migrate                # runs on the release's digest before the rollout, its log streamed
     phase: pre-deploy
+    environments: [qa, production]  # Jobs run in the cluster: not in the GitOps environment
     command: [sh, -c, "echo migrating the database; echo 2 migrations applied"]
 YAML
 # The app's manifests, one directory per environment: qa runs 2 replicas, production 3.
@@ -132,6 +141,33 @@ done
 say "The platform team has provisioned production's namespace; qa's is created by the first release"
 kubectl create namespace web-prod >/dev/null
 
+# The deployment repository a GitOps controller (Argo CD, Flux) would apply: eu's directory is a
+# kustomization on the first commit's image. `sync_eu` stands in for the controller.
+kubectl create namespace web-eu >/dev/null
+git init -q --bare -b main "$DEMO/deploy.git"
+git clone -q "$DEMO/deploy.git" "$DEMO/deploy-seed" 2>/dev/null
+mkdir -p "$DEMO/deploy-seed/apps/web/eu"
+manifests "$DEMO/deploy-seed/apps/web/eu" 2 info
+cat >"$DEMO/deploy-seed/apps/web/eu/kustomization.yaml" <<YAML
+# eu: applied by the GitOps controller from branch main.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: web-eu
+resources:
+  - web.yaml
+images:
+  - name: $REGISTRY/acme/web   # kubectl-release pins the digest here
+    newTag: $FIRST
+YAML
+git -C "$DEMO/deploy-seed" add -A
+git -C "$DEMO/deploy-seed" -c user.name=Platform -c user.email=platform@example.com commit -qm "eu: first layout"
+git -C "$DEMO/deploy-seed" push -q origin main
+sync_eu() {
+  rm -rf "$DEMO/deploy-sync" && git clone -q "$DEMO/deploy.git" "$DEMO/deploy-sync"
+  kubectl --context admin apply -k "$DEMO/deploy-sync/apps/web/eu" >&2
+}
+sync_eu
+
 run cat release.yaml
 run kubectl release hooks verify
 
@@ -159,6 +195,15 @@ run kubectl release approvals production
 
 say "Promote exactly the digests running in qa to production (as CI would: one JSON document)"
 run kubectl release promote qa production --wait -o json
+
+say "Into a GitOps environment the same promotion is one commit to the deployment repository, with trailers"
+run kubectl release promote qa eu -o json
+run git -C "$DEMO/deploy.git" log -1 --format=%B main
+run git -C "$DEMO/deploy.git" show --format= main
+say "Until the controller applies it, status shows Git ahead of the cluster; then they agree"
+run kubectl release status eu
+sync_eu
+run kubectl release status eu
 
 say "A commit that changes the manifests: plan shows each object's diff, deploy ships config and image together"
 manifests kubernetes/qa 3 debug
