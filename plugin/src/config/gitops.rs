@@ -162,5 +162,12 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(err.contains("gitops.author"), "{err}");
+        let err = parse("    gitops:\n      repo: x\n      path: a\njobs:\n  - name: migrate\n    phase: pre-deploy\n    command: [sh]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("jobs[0]") && err.contains("released through Git"),
+            "{err}"
+        );
     }
 }

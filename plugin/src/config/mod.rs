@@ -323,6 +323,23 @@ impl Validator<'_> {
         let gitops = (raw.environments.iter().enumerate())
             .map(|(i, e)| self.check_gitops(i, e))
             .collect::<Result<Vec<_>, _>>()?;
+        // Jobs run in the cluster; a GitOps environment is changed only through its repository.
+        for (i, job) in jobs.iter().enumerate() {
+            let git_env = raw
+                .environments
+                .iter()
+                .zip(&gitops)
+                .find(|(e, g)| g.is_some() && job.applies_to(&e.name));
+            if let Some((env, _)) = git_env {
+                return Err(self.error(
+                    &[locate::Seg::Key("jobs"), locate::Seg::Index(i)],
+                    format!(
+                        "runs in environment `{}`, which is released through Git (gitops): list the environments it runs in (`environments: [...]`) without it",
+                        env.name
+                    ),
+                ));
+            }
+        }
         Ok(ReleaseConfig {
             path: self.path.to_path_buf(),
             app: raw.app,

@@ -357,15 +357,6 @@ pub(super) async fn locked<G: EnvGateway>(
     let Some(gitops) = ctx.env.gitops.clone() else {
         return Err(Failure::invalid("not a GitOps environment").into());
     };
-    if ctx.config.jobs.iter().any(|j| j.applies_to(&ctx.env.name)) {
-        return Ok(Ran::fail(
-            report,
-            Failure::invalid(format!(
-                "Jobs run in the cluster and environment `{}` is released through Git: remove it from the Jobs' `environments`",
-                ctx.env.name
-            )),
-        ));
-    }
     let snapshot = ctx.gateway.snapshot().await?;
     let history = ctx.gateway.history().await?;
     let checkout = match blocking(move || read(&gitops)).await {
