@@ -213,16 +213,40 @@ pub fn push(
         email: checkout.gitops.author_email.clone(),
     };
     let failed = |e: crate::artifacts::gitops::GitError| {
-        Failure::new(Outcome::Failed, format!("{e}; nothing was pushed"))
+        let words = e.to_string();
+        if words.contains("nothing was pushed") {
+            Failure::new(Outcome::Failed, words)
+        } else {
+            Failure::new(Outcome::Failed, format!("{words}; nothing was pushed"))
+        }
     };
-    checkout
-        .workdir
-        .commit(touched, message, &author)
-        .map_err(failed)?;
-    match review {
-        Some(branch) => checkout.workdir.push_new_branch(branch).map_err(failed),
-        None => checkout.workdir.push(PUSH_ATTEMPTS).map_err(failed),
+    let workdir = &checkout.workdir;
+    workdir.commit(touched, message, &author).map_err(failed)?;
+    if let Some(branch) = review {
+        return workdir.push_new_branch(branch).map_err(failed);
     }
+    // Releases of one process into one branch (`promote --all`) take turns: each catches up
+    // with the pushes before it and then fast-forwards, instead of all racing and retrying.
+    // Other processes still race, and the retry copes with them.
+    let turn = push_turn(workdir.url(), &checkout.gitops.branch);
+    let _taken = turn
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    workdir.catch_up().map_err(failed)?;
+    workdir.push(PUSH_ATTEMPTS).map_err(failed)
+}
+
+/// The lock this process's releases take turns on to push to `branch` of `url`.
+fn push_turn(url: &str, branch: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
+    type Turns = std::collections::HashMap<String, std::sync::Arc<std::sync::Mutex<()>>>;
+    static TURNS: std::sync::LazyLock<std::sync::Mutex<Turns>> =
+        std::sync::LazyLock::new(Default::default);
+    TURNS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(format!("{url}#{branch}"))
+        .or_default()
+        .clone()
 }
 
 /// Edits the kustomization's `images:` (or the manifests' image fields), keeping everything
