@@ -2,14 +2,15 @@
 //! and workload changes in governed namespaces judged by the cluster policy's `admission`
 //! hooks — the same pinned modules, cache and sandbox the plugin runs client-side.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use anyhow::Result;
 use futures::StreamExt as _;
-use hooks_sdk::Phase;
+use hooks_sdk::{HookRequest, Phase};
 use kube::api::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
@@ -21,7 +22,7 @@ use crate::cluster::cache::Judged;
 use crate::cluster::records::Records;
 use crate::domain::admission::{self as decide, Requester};
 use crate::domain::attestation::{self, Attested};
-use crate::hooks::LoadedHook;
+use crate::hooks::{LoadedHook, PhaseReport};
 use crate::release::gate::{load_hook, shared_engine};
 use crate::release::policy::{self, PolicyHook};
 
@@ -36,6 +37,9 @@ pub struct Admission {
     client: kube::Client,
     /// Approvals and records, watched: a review reads memory, not the API server.
     judged: Judged,
+    /// The API server's approvals and records when a denial must be confirmed, one read shared
+    /// by the denials waiting at the same time.
+    fresh: FreshReads,
     cluster: String,
     policy: RwLock<Arc<Loaded>>,
     ready: AtomicBool,
@@ -48,6 +52,7 @@ impl Admission {
     pub fn new(client: kube::Client, cluster: &str, metrics: Metrics) -> Arc<Admission> {
         Arc::new(Admission {
             judged: Judged::start(&client),
+            fresh: FreshReads::default(),
             client,
             cluster: cluster.into(),
             policy: RwLock::new(Arc::default()),
@@ -184,37 +189,31 @@ impl Admission {
             user: request.user_info.username.clone().unwrap_or_default(),
             groups: request.user_info.groups.clone().unwrap_or_default(),
         };
-        let judge = |approvals, history: Vec<crate::domain::Release>| {
-            let hook_request = decide::request(
-                kind,
-                new,
-                namespace,
-                &changes,
-                &requester,
-                approvals,
-                &history,
-                jiff::Timestamp::now(),
-            );
-            let hooks = &hooks;
-            async move {
-                crate::hooks::run_phase(hooks, Phase::Admission, |_| hook_request.clone()).await
-            }
+        let now = jiff::Timestamp::now();
+        let hook_request = |approvals, history: &[crate::domain::Release]| {
+            decide::request(
+                kind, new, namespace, &changes, &requester, approvals, history, now,
+            )
         };
         // From the watched caches first; a denial is judged again on a fresh read, so an
         // approval recorded a moment ago is never missed for a cache a moment behind.
-        let mut report = judge(
+        let arrived = self.fresh.arrival();
+        let cached = hook_request(
             self.judged.approvals(&app, &env),
-            self.judged.history(namespace, &app, &env),
-        )
-        .await;
+            &self.judged.history(namespace, &app, &env),
+        );
+        let mut report = judge(&hooks, &cached).await;
         if report.denied() {
-            let approvals = Approvals::in_cluster(&self.client, &app, &env)
-                .list()
+            let key = (namespace.to_string(), app.clone(), env.clone());
+            let fresh = self
+                .fresh
+                .read(key, arrived, || self.read_fresh(namespace, &app, &env))
                 .await?;
-            let history = Records::new(&self.client, namespace, &app, &env)
-                .list()
-                .await?;
-            report = judge(approvals, history).await;
+            let fresh = hook_request(fresh.approvals.clone(), &fresh.history);
+            // The same approvals and records as the caches held: the same verdict.
+            if fresh != cached {
+                report = judge(&hooks, &fresh).await;
+            }
         }
         for verdict in &report.verdicts {
             if let crate::hooks::Outcome::Error { .. } = verdict.outcome {
@@ -231,6 +230,15 @@ impl Admission {
             response.warnings = Some(warnings);
         }
         Ok(response)
+    }
+
+    /// The approvals and records of `app` in `env` as the API server has them now (both lists
+    /// at once).
+    async fn read_fresh(&self, namespace: &str, app: &str, env: &str) -> Result<Fresh> {
+        let approvals = Approvals::in_cluster(&self.client, app, env);
+        let records = Records::new(&self.client, namespace, app, env);
+        let (approvals, history) = futures::try_join!(approvals.list(), records.list())?;
+        Ok(Fresh { approvals, history })
     }
 
     /// The loaded hooks that govern `namespace` (by name or by its labels).
@@ -254,6 +262,87 @@ impl Admission {
             .filter(|(h, _)| h.applies_to_namespace(namespace, &labels))
             .map(|(_, module)| module.clone())
             .collect())
+    }
+}
+
+/// Runs `hooks` on `request` in the `admission` phase (each on a blocking thread, all at once).
+async fn judge(hooks: &[LoadedHook], request: &HookRequest) -> PhaseReport {
+    crate::hooks::run_phase(hooks, Phase::Admission, |_| request.clone()).await
+}
+
+/// An app's approvals and release records in one environment, read from the API server.
+#[derive(Debug)]
+struct Fresh {
+    approvals: Vec<hooks_sdk::Approval>,
+    history: Vec<crate::domain::Release>,
+}
+
+/// Namespace, app and environment.
+type FreshKey = (String, String, String);
+
+/// What the last read of a key gave: when it started (on [`FreshReads`]' clock) and its result.
+type LastRead = Option<(u64, Result<Arc<Fresh>, Arc<String>>)>;
+
+/// Fresh reads shared by the reviews that need one at the same time.
+///
+/// A denial must be confirmed on what the API server holds now, not on a cache a moment behind:
+/// that needs a read that started after the review arrived. Fifty denials of one app at once
+/// need not make fifty: reads of a key run one at a time, and a review takes the last one when
+/// it started after the review arrived, else reads itself (and the reviews that arrived during
+/// that read take its result). So at most two reads serve a burst, and none ever serves a review
+/// with what was read before it arrived. A failed read is an answer too: the reviews that arrived
+/// before it began are refused with its error, as they would be on reading it themselves.
+#[derive(Default)]
+struct FreshReads {
+    /// Orders arrivals and the starts of reads.
+    clock: AtomicU64,
+    /// The keys with reviews reading or waiting; a key goes when its last review is done.
+    keys: Mutex<HashMap<FreshKey, Arc<tokio::sync::Mutex<LastRead>>>>,
+}
+
+impl FreshReads {
+    /// A review's arrival, on the clock its read is compared with.
+    fn arrival(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// The approvals and records of `key` from a read that started after `arrived`: the last
+    /// one if it did, else `read`'s.
+    async fn read<F, Fut>(&self, key: FreshKey, arrived: u64, read: F) -> Result<Arc<Fresh>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fresh>>,
+    {
+        let slot = self.keys().entry(key.clone()).or_default().clone();
+        let result = {
+            let mut last = slot.lock().await;
+            match &*last {
+                Some((started, result)) if *started > arrived => result.clone(),
+                _ => {
+                    let started = self.clock.fetch_add(1, Ordering::SeqCst);
+                    let result = read()
+                        .await
+                        .map(Arc::new)
+                        .map_err(|e| Arc::new(format!("{e:#}")));
+                    *last = Some((started, result.clone()));
+                    result
+                }
+            }
+        };
+        let mut keys = self.keys();
+        // Only this review and the map hold it: nobody else reads or waits for this key.
+        if Arc::strong_count(&slot) == 2 && keys.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+            keys.remove(&key);
+        }
+        result.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn keys(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<FreshKey, Arc<tokio::sync::Mutex<LastRead>>>> {
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -307,5 +396,133 @@ impl Admit for Admission {
 
     fn ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn key() -> FreshKey {
+        ("production".into(), "web".into(), "production".into())
+    }
+
+    /// What read number `n` found: one approval by `read-n`.
+    fn found(n: usize) -> Fresh {
+        let approval = hooks_sdk::Approval {
+            user: format!("read-{n}"),
+            ..hooks_sdk::Approval::default()
+        };
+        Fresh {
+            approvals: vec![approval],
+            history: Vec::new(),
+        }
+    }
+
+    fn reader(fresh: &Result<Arc<Fresh>>) -> String {
+        match fresh {
+            Ok(fresh) => fresh.approvals[0].user.clone(),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_denials_shares_one_read_that_started_after_they_arrived() {
+        let reads = FreshReads::default();
+        let count = AtomicUsize::new(0);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let read_number = || count.fetch_add(1, Ordering::SeqCst) + 1;
+        // The first review reads, and its read is held until the others have arrived.
+        let first = async {
+            let arrived = reads.arrival();
+            reads
+                .read(key(), arrived, || async {
+                    let n = read_number();
+                    let _ = released.await;
+                    Ok(found(n))
+                })
+                .await
+        };
+        // Ten more arrive while it reads: its result predates them, so one more read serves all.
+        let burst = futures::future::join_all((0..10).map(|_| async {
+            let arrived = reads.arrival();
+            reads
+                .read(key(), arrived, || async { Ok(found(read_number())) })
+                .await
+        }));
+        let releaser = async {
+            tokio::task::yield_now().await;
+            let _ = release.send(());
+        };
+        let (first, burst, ()) = tokio::join!(first, burst, releaser);
+        assert_eq!(reader(&first), "read-1");
+        let burst: Vec<String> = burst.iter().map(reader).collect();
+        assert_eq!(burst, vec!["read-2"; 10]);
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            2,
+            "two reads for eleven denials"
+        );
+        assert!(reads.keys().is_empty(), "no key kept once nobody waits");
+    }
+
+    #[tokio::test]
+    async fn a_review_never_gets_what_was_read_before_it_arrived() {
+        let reads = FreshReads::default();
+        let count = AtomicUsize::new(0);
+        let read = || async { Ok(found(count.fetch_add(1, Ordering::SeqCst) + 1)) };
+        for n in 1..=3 {
+            let arrived = reads.arrival();
+            let fresh = reads.read(key(), arrived, read).await;
+            assert_eq!(reader(&fresh), format!("read-{n}"));
+        }
+        // Another app's reads are its own.
+        let arrived = reads.arrival();
+        let other = ("production".into(), "api".into(), "production".into());
+        assert_eq!(reader(&reads.read(other, arrived, read).await), "read-4");
+    }
+
+    #[tokio::test]
+    async fn the_reviews_waiting_for_a_failed_read_are_refused_with_its_error() {
+        let reads = FreshReads::default();
+        let count = AtomicUsize::new(0);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let first = async {
+            let arrived = reads.arrival();
+            reads
+                .read(key(), arrived, || async {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let _ = released.await;
+                    Ok(found(1))
+                })
+                .await
+        };
+        let burst = futures::future::join_all((0..3).map(|_| async {
+            let arrived = reads.arrival();
+            reads
+                .read(key(), arrived, || async {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    anyhow::bail!("cannot list approvals: the API server is gone")
+                })
+                .await
+        }));
+        let releaser = async {
+            tokio::task::yield_now().await;
+            let _ = release.send(());
+        };
+        let (_, burst, ()) = tokio::join!(first, burst, releaser);
+        for fresh in &burst {
+            assert_eq!(
+                reader(fresh),
+                "error: cannot list approvals: the API server is gone"
+            );
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        // The next review reads again.
+        let arrived = reads.arrival();
+        let fresh = reads.read(key(), arrived, || async { Ok(found(3)) }).await;
+        assert_eq!(reader(&fresh), "read-3");
     }
 }
