@@ -64,6 +64,13 @@ pub async fn run<G: EnvGateway>(
     interrupt: &Interrupt,
 ) -> Ran {
     let mut report = Report::new(&ctx.config.app, &ctx.env.name, intent);
+    if opts.gitops.pull_request && ctx.env.gitops.is_none() {
+        let why = format!(
+            "--pull-request pushes a GitOps release for review, and environment `{}` has no `gitops:`; drop the flag",
+            ctx.env.name
+        );
+        return Ran::fail(report, Failure::invalid(why));
+    }
     // Each run judges the approvals as they are now (a run waiting for approvals runs again).
     ctx.gate.forget_approvals();
     let created_namespace = match create_namespace(ctx, intent, opts).await {

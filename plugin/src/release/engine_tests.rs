@@ -335,6 +335,17 @@ async fn the_record_is_written_in_progress_before_the_first_change_and_finished(
 }
 
 #[tokio::test]
+async fn pull_request_into_a_direct_environment_is_invalid_and_touches_nothing() {
+    let cfg = config();
+    let ctx = context(&cfg, FakeEnv::new(two_workloads()));
+    let mut options = opts(false);
+    options.gitops.pull_request = true;
+    let ran = run(&ctx, &deploy(), &options, &Interrupt::new()).await;
+    assert_eq!(ran.report.outcome, Outcome::Invalid);
+    assert!(ctx.gateway.log().is_empty(), "{:?}", ctx.gateway.log());
+}
+
+#[tokio::test]
 async fn deploying_what_runs_is_unchanged_and_writes_no_record() {
     let env = FakeEnv::new(vec![workload(Kind::Deployment, "web", &[("web", NEW)])]);
     let (ran, env) = release(env, false).await;
