@@ -29,7 +29,17 @@ fn deployment_yaml(image: &str) -> String {
 /// cluster runs the first commit; qa is a direct environment. `extra` is appended to
 /// release.yaml.
 async fn gitops_app(prefix: &str, path: &str, extra: &str) -> (App, Arc<DeployRepo>) {
-    let mut app = App::new(prefix, 2).await;
+    gitops_app_of(prefix, path, extra, 2).await
+}
+
+/// [`gitops_app`] with `commits` commits, every image pushed.
+async fn gitops_app_of(
+    prefix: &str,
+    path: &str,
+    extra: &str,
+    commits: usize,
+) -> (App, Arc<DeployRepo>) {
+    let mut app = App::new(prefix, commits).await;
     for commit in app.commits() {
         app.push(&commit).await;
     }
@@ -433,4 +443,170 @@ async fn rollback_writes_the_restored_revisions_digest_as_a_commit() {
     assert!(message.contains("Release-Kind: rollback"), "{message}");
     assert!(message.contains("Release-Revision: 3"), "{message}");
     assert_eq!(repo.count("main"), 4);
+}
+
+/// One `promote --all` process writes every app through one clone of the deployment
+/// repository. The repository refuses pushes that touch b's directory: a and c land, each
+/// commit carrying only its own app's file, and b's directory stays as it was — first one app
+/// after another (so c pushes right after b's refusal, from the same clone), then all at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_all_lands_one_commit_per_app_and_a_refused_push_leaves_the_others_alone() {
+    let paths = [
+        "apps/a/production",
+        "apps/b/production",
+        "apps/c/production",
+    ];
+    let (first, repo) = gitops_app_of("gitops-all-a", paths[0], "", 3).await;
+    let mut apps = vec![first];
+    for (prefix, path) in [("gitops-all-b", paths[1]), ("gitops-all-c", paths[2])] {
+        let mut app = App::new(prefix, 3).await;
+        for commit in app.commits() {
+            app.push(&commit).await;
+        }
+        let first = app.commits()[0].clone();
+        repo.commit_as_someone_else(
+            &format!("{path}/kustomization.yaml"),
+            &kustomization(app.production.name(), &app.image, &first),
+        );
+        repo.commit_as_someone_else(
+            &format!("{path}/deployment.yaml"),
+            &deployment_yaml(&format!("{}:bootstrap", app.image)),
+        );
+        write_config(&app, &repo, path, "");
+        apps.push(app);
+    }
+    let client = apps[0].env.client("admin").await;
+    let monorepo = tempfile::tempdir().unwrap();
+    for (app, name) in apps.iter().zip(["a", "b", "c"]) {
+        let first = app.commits()[0].clone();
+        let web = deployment("web").image(format!("{}:{first}", app.image));
+        apply(&client, app.qa.name(), &web.build()).await.unwrap();
+        let dir = monorepo.path().join("services").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(
+            app.repo.path().join("release.yaml"),
+            dir.join("release.yaml"),
+        )
+        .unwrap();
+    }
+    let b_before = repo.show("main", &format!("{}/kustomization.yaml", paths[1]));
+    let hook = std::path::Path::new(&repo.url()).join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nwhile read old new ref; do\n  if git diff --name-only \"$old\" \"$new\" | grep -q '^apps/b/'; then\n    \
+         echo 'apps/b is frozen' >&2; exit 1\n  fi\ndone\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    for (round, concurrency) in [(1, "1"), (2, "3")] {
+        for app in &apps {
+            let commit = app.commits()[round].clone();
+            app.release(&["deploy", "qa", &commit])
+                .await
+                .assert_success();
+        }
+        let base = repo.count("main");
+        let dir = monorepo.path().to_str().unwrap();
+        let out = apps[0]
+            .release(&[
+                "promote",
+                "--all",
+                "qa",
+                "production",
+                "-f",
+                dir,
+                "--concurrency",
+                concurrency,
+                "-o",
+                "json",
+            ])
+            .await;
+        assert_eq!(out.code(), Some(5), "b failed: {out}");
+        let results = json(&out);
+        let results = results.as_array().expect("a list");
+        // Every app is called web: each is known by its config's directory.
+        let outcome = |name: &str| {
+            let config = format!("services/{name}/release.yaml");
+            results
+                .iter()
+                .find(|r| r["config"].as_str().is_some_and(|c| c.ends_with(&config)))
+                .unwrap_or_else(|| panic!("no result for {config}: {out}"))
+                .clone()
+        };
+        assert_eq!(outcome("a")["outcome"], "committed", "{out}");
+        assert_eq!(outcome("c")["outcome"], "committed", "{out}");
+        let b = outcome("b");
+        assert_eq!(b["outcome"], "failed", "{out}");
+        assert!(b.to_string().contains("apps/b is frozen"), "{b}");
+
+        assert_eq!(
+            repo.count("main"),
+            base + 2,
+            "round {round}: a and c landed"
+        );
+        let mut changed: Vec<String> = ["main", "main~1"]
+            .iter()
+            .map(|rev| {
+                repo.git(&["show", "--name-only", "--format=", rev])
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        changed.sort();
+        assert_eq!(
+            changed,
+            [
+                format!("{}/kustomization.yaml", paths[0]),
+                format!("{}/kustomization.yaml", paths[2])
+            ],
+            "round {round}: one file per commit, each its own app's"
+        );
+        for (app, path) in [(&apps[0], paths[0]), (&apps[2], paths[2])] {
+            let k = repo.show("main", &format!("{path}/kustomization.yaml"));
+            let digest = &app.digests[&app.commits()[round]];
+            assert!(k.contains(digest.as_str()), "round {round}, {path}: {k}");
+        }
+        assert_eq!(
+            repo.show("main", &format!("{}/kustomization.yaml", paths[1])),
+            b_before,
+            "round {round}: b's directory is as it was"
+        );
+    }
+}
+
+/// A later `images:` entry renames another image onto the app's: kustomize applies entries in
+/// order, so pinning the app's own entry does not reach the container. The edit is rendered
+/// again, refused (exit 2) and nothing is pushed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_that_would_not_pin_the_apps_containers_is_refused_and_nothing_is_pushed() {
+    let (app, repo) = gitops_app("gitops-unpinned", PATH, "").await;
+    let first = app.commits()[0].clone();
+    let renamed = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {ns}\n\
+         resources:\n  - deployment.yaml\nimages:\n  - name: {image}\n    newTag: {first}\n  \
+         - name: legacy/web\n    newName: {image}\n    newTag: {first}\n",
+        ns = app.production.name(),
+        image = app.image,
+    );
+    repo.commit_as_someone_else(&format!("{PATH}/kustomization.yaml"), &renamed);
+    repo.commit_as_someone_else(
+        &format!("{PATH}/deployment.yaml"),
+        &deployment_yaml("legacy/web:old"),
+    );
+    let base = repo.count("main");
+
+    let out = app
+        .release(&["deploy", "production", &app.commits()[1], "-o", "json"])
+        .await;
+
+    assert_eq!(out.code(), Some(2), "{out}");
+    let report = json(&out);
+    let message = report["message"].as_str().unwrap_or_default();
+    assert!(message.contains("still run another image"), "{out}");
+    assert!(message.contains("Deployment/web"), "{out}");
+    assert_eq!(repo.count("main"), base, "nothing pushed");
 }

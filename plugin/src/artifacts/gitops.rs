@@ -199,6 +199,10 @@ impl Workdir {
                 "--branch",
                 branch,
                 "--single-branch",
+                // A local path is cloned over git's own protocol too: copying its object
+                // directory (git's default for local paths) races with pushes into it, whose
+                // quarantine directories vanish mid-copy, and creates a file per object.
+                "--no-local",
                 "--",
             ])
             .arg(url)
@@ -305,13 +309,6 @@ impl Workdir {
             args.iter().map(OsStr::new).chain(paths)
         };
         self.ok(with_paths(&["add", "--all", "--"]), &[])?;
-        let staged_args = with_paths(&["diff", "--cached", "--quiet", "--"]);
-        let staged = self.run(staged_args.clone(), &[])?;
-        match staged.status.code() {
-            Some(0) => return Err(self.nothing_to_commit()),
-            Some(1) => {}
-            _ => return Err(self.failed(staged_args, &staged)),
-        }
         // From a file, so that the message is neither an argument shown in errors nor limited
         // by the command line; the trailing newline is what git itself would store.
         let file = self.dir.path().join("message");
@@ -325,7 +322,16 @@ impl Workdir {
             .into_iter()
             .chain([file.as_os_str(), OsStr::new("--")])
             .chain(with_paths(&[]));
-        self.ok(args, &identity(&author.name, &author.email))?;
+        let out = self.run(args.clone(), &identity(&author.name, &author.email))?;
+        if !out.status.success() {
+            // Most likely the files already say this: ask the index, only then.
+            let staged_args = with_paths(&["diff", "--cached", "--quiet", "--"]);
+            let staged = self.run(staged_args, &[])?;
+            return Err(match staged.status.code() {
+                Some(0) => self.nothing_to_commit(),
+                _ => self.failed(args, &out),
+            });
+        }
         self.head()
     }
 
@@ -424,6 +430,41 @@ impl Workdir {
         Ok(())
     }
 
+    /// Fetches the branch and fast-forwards the work tree to it, keeping uncommitted edits of
+    /// other files: how a clone shared by several releases catches up before each one reads.
+    /// A fast-forward that is not possible (the branch was rewritten, or it changes a file
+    /// edited here) leaves the tree as it was: the push rebases then.
+    pub fn sync(&self) -> Result<(), GitError> {
+        self.fetch()?;
+        let tracking = self.tracking();
+        if let Err(e) = self.ok(["merge", "--quiet", "--ff-only", &tracking], &[]) {
+            tracing::debug!(url = %self.url, error = %e, "cannot fast-forward; the push rebases");
+        }
+        Ok(())
+    }
+
+    /// Takes the last commit back, leaving its changes in the work tree: a release whose push
+    /// failed must not leave a commit that never landed on the branch of a shared clone.
+    pub fn uncommit(&self) -> Result<(), GitError> {
+        self.ok(["reset", "--quiet", "HEAD~1"], &[]).map(drop)
+    }
+
+    /// Makes `paths` what `HEAD` has, dropping their uncommitted edits.
+    pub fn restore(&self, paths: &[PathBuf]) -> Result<(), GitError> {
+        let paths = paths
+            .iter()
+            .map(|path| self.inside(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let args = ["checkout", "--quiet", "HEAD", "--"]
+            .map(OsStr::new)
+            .into_iter()
+            .chain(paths.iter().map(|p| p.as_os_str()));
+        self.ok(args, &[]).map(drop)
+    }
+
     /// One `git push --porcelain` of one ref, and git's verdict on it.
     fn push_once(&self, args: &[&str], branch: &str) -> Result<Verdict, GitError> {
         let mut all = vec!["push", "--porcelain", "--no-follow-tags", REMOTE];
@@ -478,7 +519,9 @@ impl Workdir {
             .split_once('\0')
             .unwrap_or((who.as_str(), ""));
         let onto = self.tracking();
-        let args = ["rebase", "--quiet", "--no-autostash", &onto];
+        // Autostash: a shared clone carries other releases' uncommitted edits (of other
+        // files), which come back after the rebase.
+        let args = ["rebase", "--quiet", "--autostash", &onto];
         let out = self.run(args, &identity(name, email))?;
         if out.status.success() {
             return Ok(());
@@ -693,6 +736,9 @@ const RUN_GIT: &str = "run `git` (is git installed and on the PATH?)";
 /// of ours.
 fn command(dir: Option<&Path>) -> Command {
     let mut git = Command::new("git");
+    // A clone lives for one run: git's automatic housekeeping after commits and fetches (a
+    // process each time, and now and then a repack) is only cost here.
+    git.args(["-c", "maintenance.auto=false", "-c", "gc.auto=0"]);
     git.env("GIT_TERMINAL_PROMPT", "0")
         .env("LC_ALL", "C")
         .env("GIT_EDITOR", ":")
@@ -826,14 +872,14 @@ fn redact(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const API: &str = "apps/api/deployment.yaml";
-    const WEB: &str = "apps/web/deployment.yaml";
+    pub(crate) const API: &str = "apps/api/deployment.yaml";
+    pub(crate) const WEB: &str = "apps/web/deployment.yaml";
 
     /// git for seeding and inspecting, blind to the developer's configuration.
-    fn git(dir: &Path, args: &[&str]) -> String {
+    pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
         let out = Command::new("git")
             .current_dir(dir)
             .args(args)
@@ -847,17 +893,17 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn deployment(app: &str, digest: &str) -> String {
+    pub(crate) fn deployment(app: &str, digest: &str) -> String {
         format!("kind: Deployment\nname: {app}\nimage: registry.example/{app}@sha256:{digest}\n")
     }
 
     /// A bare deployment repository whose `main` has a kustomization and two apps.
-    struct Remote {
+    pub(crate) struct Remote {
         dir: TempDir,
     }
 
     impl Remote {
-        fn new() -> Remote {
+        pub(crate) fn new() -> Remote {
             let dir = tempfile::tempdir().unwrap();
             git(
                 dir.path(),
@@ -886,30 +932,30 @@ mod tests {
             Remote { dir }
         }
 
-        fn bare(&self) -> PathBuf {
+        pub(crate) fn bare(&self) -> PathBuf {
             self.dir.path().join("bare")
         }
 
-        fn url(&self) -> String {
+        pub(crate) fn url(&self) -> String {
             self.bare().to_str().unwrap().to_string()
         }
 
         /// git on the bare repository.
-        fn git(&self, args: &[&str]) -> String {
+        pub(crate) fn git(&self, args: &[&str]) -> String {
             git(&self.bare(), args)
         }
 
-        fn rev(&self, rev: &str) -> String {
+        pub(crate) fn rev(&self, rev: &str) -> String {
             self.git(&["rev-parse", rev]).trim().to_string()
         }
 
-        fn subjects(&self) -> Vec<String> {
+        pub(crate) fn subjects(&self) -> Vec<String> {
             let log = self.git(&["log", "--format=%s", "main"]);
             log.lines().map(str::to_string).collect()
         }
     }
 
-    fn author() -> Author {
+    pub(crate) fn author() -> Author {
         Author {
             name: "Release Bot".to_string(),
             email: "release-bot@example.com".to_string(),
@@ -917,7 +963,7 @@ mod tests {
     }
 
     /// Sets `app`'s digest in `work` and commits it.
-    fn release(work: &Workdir, app: &str, digest: &str) -> String {
+    pub(crate) fn release(work: &Workdir, app: &str, digest: &str) -> String {
         let path = PathBuf::from(format!("apps/{app}/deployment.yaml"));
         work.write(&path, &deployment(app, digest)).unwrap();
         let message = format!("release {app} {digest}");
@@ -1202,6 +1248,46 @@ mod tests {
             Some(deployment("web", "1111"))
         );
         assert_eq!(second.read(Path::new("apps/new/x.yaml")).unwrap(), None);
+    }
+
+    #[test]
+    fn a_local_repository_is_cloned_over_gits_protocol_not_by_copying_its_objects() {
+        // Copying (or hard-linking) a local repository's object directory races with pushes
+        // into it: an in-flight push's quarantine directory vanishes mid-copy and the clone
+        // fails ("failed to copy file ... tmp_objdir-incoming-..."). Over git's protocol the
+        // clone receives a pack and never walks the remote's directory.
+        let remote = Remote::new();
+        let loose = remote.bare().join("objects");
+        let work = Workdir::clone(&remote.url(), "main").unwrap();
+
+        let objects = work.root().join(".git/objects");
+        let mut linked = Vec::new();
+        let mut packs = 0;
+        for entry in walk(&objects) {
+            let meta = fs::metadata(&entry).unwrap();
+            if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+                linked.push(entry.clone());
+            }
+            if entry.extension().is_some_and(|e| e == "pack") {
+                packs += 1;
+            }
+        }
+        assert!(walk(&loose).len() > 3, "the remote keeps loose objects");
+        assert!(linked.is_empty(), "hard-linked from the remote: {linked:?}");
+        assert_eq!(packs, 1, "the objects came as one pack");
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
     }
 
     #[test]

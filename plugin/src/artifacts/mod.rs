@@ -4,6 +4,7 @@
 
 pub mod git;
 pub mod gitops;
+pub mod gitops_clones;
 pub mod manifests;
 pub mod oci_modules;
 pub mod registry;

@@ -77,6 +77,7 @@ pub fn options(cfg: &ReleaseConfig, env: &Environment, args: &RolloutArgs) -> re
             wait: args.wait,
             pull_request: args.pull_request,
             pr_command: args.pr_command.clone(),
+            clones: Default::default(),
         },
     }
 }

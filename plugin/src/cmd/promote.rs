@@ -7,6 +7,7 @@ use anyhow::Result;
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::artifacts::gitops_clones::Clones;
 use crate::cli::exit::ExitCode;
 use crate::cli::{GlobalArgs, PromoteArgs};
 use crate::cluster::{Clients, EnvGateway as _, EnvSnapshot, KubeEnv};
@@ -67,12 +68,19 @@ fn target_of<'c>(
     }
 }
 
-/// Promotes one app: its report and how it ended. `shared` clients are those of `--all`,
-/// whose apps reuse one connection per context; without them the clients are made after the
-/// environments are checked, so a config error is reported before any kubeconfig one.
+/// What the apps of `--all` share: one connection per context, and one clone per deployment
+/// repository and branch.
+struct Shared {
+    clients: Clients,
+    clones: Clones,
+}
+
+/// Promotes one app: its report and how it ended. `shared` is what the apps of `--all` reuse;
+/// without it the clients are made after the environments are checked, so a config error is
+/// reported before any kubeconfig one.
 async fn promote(
     global: &GlobalArgs,
-    shared: Option<&Clients>,
+    shared: Option<&Shared>,
     cfg: &ReleaseConfig,
     args: &PromoteArgs,
     interrupt: &release::Interrupt,
@@ -92,7 +100,7 @@ async fn promote(
     }
     let owned;
     let clients = match shared {
-        Some(clients) => clients,
+        Some(shared) => &shared.clients,
         None => {
             owned = Clients::new(&global.kube_settings())?;
             &owned
@@ -117,7 +125,10 @@ async fn promote(
     intent.source_revision = source.revision;
     intent.forced_source = forced;
     intent.seen = vec![source.state];
-    let opts = super::options(cfg, to, &args.rollout);
+    let mut opts = super::options(cfg, to, &args.rollout);
+    if let Some(shared) = shared {
+        opts.gitops.clones = shared.clones.clone();
+    }
     release::run_until_approved(&ctx, &intent, &opts, interrupt, args.wait_for_approval).await
 }
 
@@ -165,10 +176,13 @@ struct AppResult {
 /// error, else the highest exit code among the apps.
 pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<Outcome> {
     let configs = super::monorepo_configs(global)?;
-    let clients = &Clients::new(&global.kube_settings())?;
+    let shared = &Shared {
+        clients: Clients::new(&global.kube_settings())?,
+        clones: Clones::default(),
+    };
     let interrupt = &super::interrupt();
     let results: Vec<AppResult> = futures::stream::iter(configs)
-        .map(|path| promote_app(global, clients, args, interrupt, path))
+        .map(|path| promote_app(global, shared, args, interrupt, path))
         // Unordered: an app that finishes frees its slot at once instead of waiting behind a
         // slower one; the summary is sorted back into config order below.
         .buffer_unordered(usize::from(args.concurrency))
@@ -183,7 +197,7 @@ pub async fn run_all(global: &GlobalArgs, args: &PromoteArgs) -> Result<Outcome>
 /// One app of `--all`: its config loaded, promoted, and its line of the summary.
 async fn promote_app(
     global: &GlobalArgs,
-    clients: &Clients,
+    shared: &Shared,
     args: &PromoteArgs,
     interrupt: &release::Interrupt,
     path: PathBuf,
@@ -191,7 +205,7 @@ async fn promote_app(
     let loaded = config::load(&path);
     let app = loaded.as_ref().ok().map(|c| c.app.clone());
     let result = match &loaded {
-        Ok(cfg) => promote(global, Some(clients), cfg, args, interrupt).await,
+        Ok(cfg) => promote(global, Some(shared), cfg, args, interrupt).await,
         Err(e) => Err(Failure::invalid(e.to_string()).into()),
     };
     let target = match &loaded {

@@ -56,6 +56,66 @@ pub enum ImageEdit {
     Added(String),
 }
 
+/// The top-level kustomization keys that never change which image a container names.
+const INERT_KEYS: [&str; 17] = [
+    "apiVersion",
+    "kind",
+    "metadata",
+    "namespace",
+    "resources",
+    "images",
+    "commonLabels",
+    "labels",
+    "commonAnnotations",
+    "namePrefix",
+    "nameSuffix",
+    "replicas",
+    "configMapGenerator",
+    "secretGenerator",
+    "generatorOptions",
+    "buildMetadata",
+    "sortOptions",
+];
+
+/// Whether pinning `name` to a digest in this kustomization (its text before the edit) is known
+/// to pin exactly the containers `rendered` — the images the app's containers rendered to
+/// before — so that rendering the edit again could only confirm it.
+///
+/// It is known when the `images:` transformer is the only thing at the top level that can
+/// touch an image: every other key is [inert](INERT_KEYS) (no patches, replacements,
+/// components or transformers), no entry renames `name` or renames another image to `name`
+/// (kustomize applies entries in order, so a rename could win over the pin), and every
+/// rendered image spells `name` literally (kustomize matches names as written, with no
+/// registry defaults). What the bases do is already in `rendered` and does not change.
+pub fn pin_is_predictable(text: &str, name: &str, rendered: &[String]) -> bool {
+    let Ok(document) = parse_document(text) else {
+        return false;
+    };
+    let inert = document
+        .keys()
+        .all(|k| k.as_str().is_some_and(|k| INERT_KEYS.contains(&k)));
+    let renames = match document.get("images") {
+        None | Some(Value::Null) => false,
+        Some(Value::Sequence(entries)) => entries.iter().any(|entry| {
+            let new_name = entry.get("newName").and_then(Value::as_str);
+            let own = entry.get("name").and_then(Value::as_str);
+            match (own, new_name) {
+                (_, Some(new)) => own == Some(name) || new == name,
+                (Some(_), None) => false,
+                (None, None) => true,
+            }
+        }),
+        Some(_) => true,
+    };
+    let literal = !rendered.is_empty()
+        && rendered.iter().all(|image| {
+            image.strip_prefix(name).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with(':') || rest.starts_with('@')
+            })
+        });
+    inert && !renames && literal
+}
+
 /// Pins `name` (the image as the resources write it, `registry.example.com/team/web`) to
 /// `digest` in a kustomization's `images:`, editing only the lines concerned.
 ///
@@ -810,6 +870,74 @@ fn plain_or_quoted(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    const PIN: &str = "registry.example.com:5000/team/web";
+
+    fn predictable(text: &str) -> bool {
+        pin_is_predictable(
+            text,
+            PIN,
+            &[format!("{PIN}:abc"), format!("{PIN}@sha256:1")],
+        )
+    }
+
+    #[test]
+    fn a_plain_images_entry_pins_predictably_and_anything_that_may_touch_images_does_not() {
+        let plain = format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: prod\n\
+             resources: [../base]\ncommonLabels: {{team: a}}\nimages:\n  - name: {PIN}\n    newTag: abc\n  \
+             - name: other\n    newName: elsewhere/other\n"
+        );
+        assert!(predictable(&plain));
+        assert!(predictable("resources: [d.yaml]\n"), "no entry yet");
+        for key in [
+            "patches: []",
+            "patchesStrategicMerge: [p.yaml]",
+            "replacements: []",
+            "components: [../c]",
+            "transformers: [t.yaml]",
+            "configurations: [c.yaml]",
+            "helmCharts: []",
+        ] {
+            assert!(!predictable(&format!("{plain}{key}\n")), "{key}");
+        }
+        let renamed = format!("images:\n  - name: {PIN}\n    newName: {PIN}-mirror\n");
+        assert!(!predictable(&renamed), "the app's image renamed");
+        let onto =
+            format!("images:\n  - name: {PIN}\n    newTag: a\n  - name: old\n    newName: {PIN}\n");
+        assert!(!predictable(&onto), "another image renamed to the app's");
+        assert!(!predictable("images: {}\n"), "not a list");
+        assert!(
+            !predictable("images:\n  - newTag: a\n"),
+            "an entry without a name"
+        );
+        assert!(!predictable("- a list\n"), "not a kustomization");
+    }
+
+    #[test]
+    fn a_rendered_image_that_does_not_spell_the_name_needs_the_render() {
+        let text = "resources: [d.yaml]\n";
+        assert!(!pin_is_predictable(
+            text,
+            "nginx",
+            &["docker.io/library/nginx:1".into()]
+        ));
+        assert!(!pin_is_predictable(
+            text,
+            "reg/web",
+            &["reg/web-two:1".into()]
+        ));
+        assert!(
+            !pin_is_predictable(text, "reg/web", &[]),
+            "nothing rendered"
+        );
+        assert!(pin_is_predictable(
+            text,
+            "reg/web",
+            &["reg/web".into(), "reg/web:1".into()]
+        ));
+    }
+
     use super::*;
 
     const OLD: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";

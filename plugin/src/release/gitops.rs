@@ -11,6 +11,8 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use hooks_sdk::helpers::ImageRef;
@@ -19,6 +21,7 @@ use super::engine::{Ran, Seen, judge, new_record, pre_phase, take_judgement, ver
 use super::journal::{self, Journal};
 use super::{Context, Intent, Interrupt, Options, Report, Wanted, jobs, manifests};
 use crate::artifacts::gitops::{Author, Pushed, Workdir};
+use crate::artifacts::gitops_clones::{Claim, Clones, SharedClone};
 use crate::artifacts::manifests::build_kustomization;
 use crate::cluster::{EnvGateway, WaitFailure};
 use crate::config::ReleaseConfig;
@@ -38,9 +41,9 @@ pub const HISTORY_DEPTH: usize = 200;
 
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
-/// The environment's directory as the branch has it, in a private clone.
+/// The environment's directory as the branch has it, claimed in this process's clone.
 pub struct Checkout {
-    pub workdir: Workdir,
+    claim: Claim,
     pub gitops: Gitops,
     /// The kustomization file, when the directory is one.
     kustomization: Option<PathBuf>,
@@ -50,12 +53,29 @@ pub struct Checkout {
     pub workloads: Vec<Workload>,
 }
 
+/// How a release gets its clone of the deployment repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloneKind {
+    /// The process's shared clone of the branch (whatever lands on the branch).
+    Shared,
+    /// A clone of its own: a `--pull-request` commit must never sit on a shared branch.
+    Private,
+}
+
 impl Checkout {
+    pub fn workdir(&self) -> &Workdir {
+        self.claim.shared().workdir()
+    }
+
+    fn shared(&self) -> &SharedClone {
+        self.claim.shared()
+    }
+
     /// `repo:path@branch`, for messages.
     pub fn label(&self) -> String {
         format!(
             "{}:{} (branch {})",
-            self.workdir.url(),
+            self.workdir().url(),
             self.gitops.path.display(),
             self.gitops.branch
         )
@@ -63,7 +83,7 @@ impl Checkout {
 
     pub fn recorded(&self, commit: Option<String>, review: Option<String>) -> RecordedGitops {
         RecordedGitops {
-            repo: self.workdir.url().to_string(),
+            repo: self.workdir().url().to_string(),
             branch: self.gitops.branch.clone(),
             path: self.gitops.path.display().to_string(),
             commit,
@@ -72,11 +92,52 @@ impl Checkout {
     }
 }
 
-/// Clones the branch and renders the environment's directory (blocking: run it on a blocking
-/// thread). Every problem is the user's to fix and changes nothing: an `invalid` failure.
-pub fn read(gitops: &Gitops) -> Result<Checkout, Failure> {
-    let workdir = Workdir::clone(&gitops.repo, &gitops.branch)
-        .map_err(|e| Failure::invalid(e.to_string()))?;
+/// Checks the branch out (the shared clone, caught up, unless `kind` or another release of
+/// this process editing the same directory asks for a private one) and renders the
+/// environment's directory (blocking: run it on a blocking thread). Every problem is the
+/// user's to fix and changes nothing: an `invalid` failure.
+pub fn read(gitops: &Gitops, clones: &Clones, kind: CloneKind) -> Result<Checkout, Failure> {
+    let invalid = |e: crate::artifacts::gitops::GitError| Failure::invalid(e.to_string());
+    let private = || -> Result<Claim, Failure> {
+        let own = SharedClone::new(Workdir::clone(&gitops.repo, &gitops.branch).map_err(invalid)?);
+        Ok(own.claim(&gitops.path).expect("a new clone has no claims"))
+    };
+    let claim = match kind {
+        CloneKind::Private => private()?,
+        CloneKind::Shared => {
+            let shared = clones
+                .checkout(&gitops.repo, &gitops.branch)
+                .map_err(invalid)?;
+            match shared.claim(&gitops.path) {
+                Some(claim) => claim,
+                None => private()?,
+            }
+        }
+    };
+    let (kustomization, files) = {
+        let _reading = claim.shared().reading();
+        list_directory(claim.shared().workdir(), gitops)?
+    };
+    let mut checkout = Checkout {
+        claim,
+        gitops: gitops.clone(),
+        kustomization,
+        files,
+        workloads: Vec::new(),
+    };
+    let workloads = {
+        let _reading = checkout.shared().reading();
+        rendered(&checkout)?
+    };
+    checkout.workloads = workloads;
+    Ok(checkout)
+}
+
+/// The directory's kustomization, or else its own manifest files.
+fn list_directory(
+    workdir: &Workdir,
+    gitops: &Gitops,
+) -> Result<(Option<PathBuf>, Vec<PathBuf>), Failure> {
     let dir = &gitops.path;
     let label = format!(
         "{}:{} (branch {})",
@@ -103,27 +164,7 @@ pub fn read(gitops: &Gitops) -> Result<Checkout, Failure> {
         .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
         .map(|n| dir.join(n))
         .collect();
-    let mut objects = Vec::new();
-    if kustomization.is_some() {
-        let text = build_kustomization(&workdir.root().join(dir), &label)?;
-        objects = parse(&format!("{label} (kustomize build)"), &text)?;
-    } else {
-        for file in &files {
-            let text = read_file(&workdir, file)?;
-            objects.extend(parse(&file.display().to_string(), &text)?);
-        }
-    }
-    let workloads = objects
-        .iter()
-        .filter_map(|m| manifests::as_workload(&m.id(), &m.object))
-        .collect();
-    Ok(Checkout {
-        workdir,
-        gitops: gitops.clone(),
-        kustomization,
-        files,
-        workloads,
-    })
+    Ok((kustomization, files))
 }
 
 fn parse(file: &str, text: &str) -> Result<Vec<manifest::Manifest>, Failure> {
@@ -178,33 +219,81 @@ fn the_digest(changes: &[ContainerChange]) -> Result<String, Failure> {
     }
 }
 
+/// The release's edit of its directory, in the clone's work tree and not yet committed.
+#[derive(Debug)]
+pub struct Staged {
+    /// The files changed.
+    pub touched: Vec<PathBuf>,
+    /// Whether [`push`] took it: pushed, or put back after a failed push.
+    settled: AtomicBool,
+}
+
+impl Staged {
+    fn new(touched: Vec<PathBuf>) -> Staged {
+        Staged {
+            touched,
+            settled: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::SeqCst)
+    }
+}
+
 /// Writes the digest into the clone's directory and checks that it renders as planned
-/// (blocking); returns the files changed. Nothing leaves the clone: a problem here is the
-/// user's to fix, an `invalid` failure before the release is journaled.
+/// (blocking). Nothing leaves the clone: a problem here is the user's to fix, an `invalid`
+/// failure before the release is journaled, and leaves the directory as it was.
 pub fn stage(
     checkout: &Checkout,
     cfg: &ReleaseConfig,
     changes: &[ContainerChange],
-) -> Result<Vec<PathBuf>, Failure> {
+) -> Result<Staged, Failure> {
     let digest = the_digest(changes)?;
-    let touched = edit_directory(checkout, &cfg.image, &digest)?;
-    if touched.is_empty() {
-        return Err(Failure::invalid(format!(
-            "{} has no image field of {} to pin and no kustomization: nothing to write",
-            checkout.label(),
-            cfg.image
-        )));
+    let verified = {
+        let _reading = checkout.shared().reading();
+        let predictable = pins_predictably(checkout, &cfg.image);
+        let touched = edit_directory(checkout, &cfg.image, &digest)?;
+        if touched.is_empty() {
+            return Err(Failure::invalid(format!(
+                "{} has no image field of {} to pin and no kustomization: nothing to write",
+                checkout.label(),
+                cfg.image
+            )));
+        }
+        // A second `kubectl kustomize` is most of a release's own work; where the edit's effect
+        // is known without it, it is not run.
+        let checked = if predictable {
+            Ok(())
+        } else {
+            verify(checkout, cfg, &digest)
+        };
+        (Staged::new(touched), checked)
+    };
+    match verified {
+        (staged, Ok(())) => Ok(staged),
+        (staged, Err(failure)) => {
+            discard(checkout, &staged);
+            Err(failure)
+        }
     }
-    verify(checkout, cfg, &digest)?;
-    Ok(touched)
+}
+
+/// Puts the staged files back as the branch has them (blocking): the release stopped before
+/// its push. A failure is logged: the clone is temporary.
+pub fn discard(checkout: &Checkout, staged: &Staged) {
+    let _writing = checkout.shared().writing();
+    if let Err(e) = checkout.workdir().restore(&staged.touched) {
+        tracing::warn!(error = %e, "cannot restore the clone's staged files");
+    }
 }
 
 /// Commits the staged files with the trailers and pushes (blocking): to the environment's
 /// branch, or with `review` to that new branch. A refusal is a `failed` release with nothing
-/// pushed.
+/// pushed, and the clone is left as the branch has it.
 pub fn push(
     checkout: &Checkout,
-    touched: &[PathBuf],
+    staged: &Staged,
     message: &str,
     review: Option<&str>,
 ) -> Result<Pushed, Failure> {
@@ -220,39 +309,38 @@ pub fn push(
             Failure::new(Outcome::Failed, format!("{words}; nothing was pushed"))
         }
     };
-    let workdir = &checkout.workdir;
-    workdir.commit(touched, message, &author).map_err(failed)?;
-    if let Some(branch) = review {
-        return workdir.push_new_branch(branch).map_err(failed);
+    // The releases of this process take turns to commit and push through the clone: each one
+    // pushes onto the last, so in one process nobody races. Other processes still race, and
+    // the push rebases onto them.
+    let _writing = checkout.shared().writing();
+    staged.settled.store(true, Ordering::SeqCst);
+    let workdir = checkout.workdir();
+    let mut committed = false;
+    let pushed = workdir
+        .commit(&staged.touched, message, &author)
+        .and_then(|_| {
+            committed = true;
+            match review {
+                Some(branch) => workdir.push_new_branch(branch),
+                None => workdir.push(PUSH_ATTEMPTS),
+            }
+        });
+    if pushed.is_err() {
+        // What did not land must not stay on the clone's branch for the next release to push.
+        if committed && let Err(e) = workdir.uncommit() {
+            tracing::warn!(error = %e, "cannot take back the commit that was not pushed");
+        }
+        if let Err(e) = workdir.restore(&staged.touched) {
+            tracing::warn!(error = %e, "cannot restore the clone's staged files");
+        }
     }
-    // Releases of one process into one branch (`promote --all`) take turns: each catches up
-    // with the pushes before it and then fast-forwards, instead of all racing and retrying.
-    // Other processes still race, and the retry copes with them.
-    let turn = push_turn(workdir.url(), &checkout.gitops.branch);
-    let _taken = turn
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    workdir.catch_up().map_err(failed)?;
-    workdir.push(PUSH_ATTEMPTS).map_err(failed)
-}
-
-/// The lock this process's releases take turns on to push to `branch` of `url`.
-fn push_turn(url: &str, branch: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
-    type Turns = std::collections::HashMap<String, std::sync::Arc<std::sync::Mutex<()>>>;
-    static TURNS: std::sync::LazyLock<std::sync::Mutex<Turns>> =
-        std::sync::LazyLock::new(Default::default);
-    TURNS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(format!("{url}#{branch}"))
-        .or_default()
-        .clone()
+    pushed.map_err(failed)
 }
 
 /// Edits the kustomization's `images:` (or the manifests' image fields), keeping everything
 /// else as written; returns the files changed.
 fn edit_directory(checkout: &Checkout, image: &str, digest: &str) -> Result<Vec<PathBuf>, Failure> {
-    let workdir = &checkout.workdir;
+    let workdir = checkout.workdir();
     if let Some(file) = &checkout.kustomization {
         let text = read_file(workdir, file)?;
         let edited = edit::set_kustomization_image(&text, image, digest)
@@ -282,9 +370,28 @@ fn edit_directory(checkout: &Checkout, image: &str, digest: &str) -> Result<Vec<
     Ok(touched)
 }
 
+/// Whether pinning `image` in the directory's kustomization is known to pin exactly the app's
+/// containers as they rendered, without rendering the edit (see [`edit::pin_is_predictable`]).
+fn pins_predictably(checkout: &Checkout, image: &str) -> bool {
+    let Some(file) = &checkout.kustomization else {
+        return false;
+    };
+    let Ok(text) = read_file(checkout.workdir(), file) else {
+        return false;
+    };
+    let rendered: Vec<String> = checkout
+        .workloads
+        .iter()
+        .flat_map(Workload::containers)
+        .map(|c| c.image)
+        .filter(|i| ImageRef::parse(i).repository == image)
+        .collect();
+    edit::pin_is_predictable(&text, image, &rendered)
+}
+
 /// The edited directory renders every app container on the digest, or nothing is committed.
 fn verify(checkout: &Checkout, cfg: &ReleaseConfig, digest: &str) -> Result<(), Failure> {
-    let again = read_rendered(checkout)?;
+    let again = rendered(checkout)?;
     let pinned = ImageRef::pinned(&cfg.image, digest);
     let missed: Vec<String> = plan::deploy_all(&again, &cfg.image, digest)
         .iter()
@@ -307,13 +414,14 @@ fn verify(checkout: &Checkout, cfg: &ReleaseConfig, digest: &str) -> Result<(), 
     )))
 }
 
-fn read_rendered(checkout: &Checkout) -> Result<Vec<Workload>, Failure> {
-    let workdir = &checkout.workdir;
+/// The workloads the directory renders to, as its files are now (the caller reads the tree).
+fn rendered(checkout: &Checkout) -> Result<Vec<Workload>, Failure> {
+    let workdir = checkout.workdir();
     let mut objects = Vec::new();
     if checkout.kustomization.is_some() {
         let label = checkout.label();
         let text = build_kustomization(&workdir.root().join(&checkout.gitops.path), &label)?;
-        objects = parse(&label, &text)?;
+        objects = parse(&format!("{label} (kustomize build)"), &text)?;
     } else {
         for file in &checkout.files {
             objects.extend(parse(
@@ -383,8 +491,14 @@ pub(super) async fn locked<G: EnvGateway>(
     };
     let snapshot = ctx.gateway.snapshot().await?;
     let history = ctx.gateway.history().await?;
-    let checkout = match blocking(move || read(&gitops)).await {
-        Ok(checkout) => std::sync::Arc::new(checkout),
+    let clones = opts.gitops.clones.clone();
+    let kind = if opts.gitops.pull_request {
+        CloneKind::Private
+    } else {
+        CloneKind::Shared
+    };
+    let checkout = match blocking(move || read(&gitops, &clones, kind)).await {
+        Ok(checkout) => Arc::new(checkout),
         Err(failure) => return Ok(Ran::fail(report, failure)),
     };
     let changes = match plan(&checkout, ctx.config, &intent.wanted) {
@@ -405,20 +519,59 @@ pub(super) async fn locked<G: EnvGateway>(
         let (checkout, cfg, planned) = (checkout.clone(), ctx.config.clone(), changes.clone());
         blocking(move || stage(&checkout, &cfg, &planned)).await
     };
-    let touched = match staged {
-        Ok(touched) => touched,
+    let staged = match staged {
+        Ok(staged) => Arc::new(staged),
         Err(failure) => return Ok(Ran::fail(report, failure)),
     };
-    let revision = next_revision(&history);
-    let no_jobs = jobs::Jobs::default();
-    let seen = Seen {
+    let read = Read {
+        checkout: &checkout,
+        staged: &staged,
         snapshot: &snapshot,
         history: &history,
+        changes: &changes,
+    };
+    let ran = judged_and_pushed(ctx, intent, opts, interrupt, report, &read).await;
+    // A release that stopped before its push (denied, a dry run, a journal that could not
+    // begin) leaves the directory as the branch has it, for the next release of the process.
+    if !staged.is_settled() {
+        let (checkout, staged) = (checkout.clone(), staged.clone());
+        let _ = blocking(move || {
+            discard(&checkout, &staged);
+            Ok(())
+        })
+        .await;
+    }
+    ran
+}
+
+/// What a GitOps release read and staged before it is judged.
+struct Read<'r> {
+    checkout: &'r Arc<Checkout>,
+    staged: &'r Arc<Staged>,
+    snapshot: &'r crate::cluster::EnvSnapshot,
+    history: &'r [Release],
+    changes: &'r [ContainerChange],
+}
+
+/// The pre-phase hooks' verdict, then the journal and the push.
+async fn judged_and_pushed<G: EnvGateway>(
+    ctx: &Context<'_, G>,
+    intent: &Intent,
+    opts: &Options,
+    interrupt: &Interrupt,
+    mut report: Report,
+    read: &Read<'_>,
+) -> Result<Ran> {
+    let revision = next_revision(read.history);
+    let no_jobs = jobs::Jobs::default();
+    let seen = Seen {
+        snapshot: read.snapshot,
+        history: read.history,
         staged: None,
         jobs: &no_jobs,
     };
     let phase = pre_phase(intent.kind);
-    let pre = judge(ctx, intent, phase, revision, &changes, &seen).await?;
+    let pre = judge(ctx, intent, phase, revision, read.changes, &seen).await?;
     if let Some(denied) = take_judgement(&mut report, &pre) {
         return Ok(denied);
     }
@@ -426,23 +579,23 @@ pub(super) async fn locked<G: EnvGateway>(
         return Ok(Ran::ok(report, Outcome::Planned));
     }
     report.revision = Some(revision);
-    let mut record = new_record(ctx, intent, revision, &changes, &report);
+    let mut record = new_record(ctx, intent, revision, read.changes, &report);
     let review = opts
         .gitops
         .pull_request
         .then(|| review_branch(&ctx.config.app, &ctx.env.name, revision));
-    record.gitops = Some(checkout.recorded(None, review.clone()));
+    record.gitops = Some(read.checkout.recorded(None, review.clone()));
     let journal = Journal::begin(&ctx.gateway, record).await?;
     let push = Push {
         ctx,
         opts,
         interrupt,
-        checkout,
-        touched,
+        checkout: read.checkout.clone(),
+        staged: read.staged.clone(),
         review,
-        revisions: history.iter().map(|r| r.revision).collect(),
+        revisions: read.history.iter().map(|r| r.revision).collect(),
     };
-    Ok(push.carry_out(journal, report, &changes).await)
+    Ok(push.carry_out(journal, report, read.changes).await)
 }
 
 /// The steps after the journal has begun: each one finishes it.
@@ -450,9 +603,9 @@ struct Push<'s, 'c, G> {
     ctx: &'s Context<'c, G>,
     opts: &'s Options,
     interrupt: &'s Interrupt,
-    checkout: std::sync::Arc<Checkout>,
-    /// The files of the clone the release changed.
-    touched: Vec<PathBuf>,
+    checkout: Arc<Checkout>,
+    /// The release's edit of the clone.
+    staged: Arc<Staged>,
     review: Option<String>,
     /// The revisions the release read, newest first: what pruning keeps or deletes.
     revisions: Vec<u64>,
@@ -500,12 +653,12 @@ impl<G: EnvGateway> Push<'_, '_, G> {
                 .as_deref()
                 .unwrap_or(&self.checkout.gitops.branch)
         ));
-        let (checkout, touched, review) = (
+        let (checkout, staged, review) = (
             self.checkout.clone(),
-            self.touched.clone(),
+            self.staged.clone(),
             self.review.clone(),
         );
-        let pushed = blocking(move || push(&checkout, &touched, &message, review.as_deref())).await;
+        let pushed = blocking(move || push(&checkout, &staged, &message, review.as_deref())).await;
         let pushed = match pushed {
             Ok(pushed) => pushed,
             Err(failure) => {
@@ -581,7 +734,7 @@ impl<G: EnvGateway> Push<'_, '_, G> {
             .arg(command)
             .env("RELEASE_BRANCH", branch)
             .env("RELEASE_BASE", &self.checkout.gitops.branch)
-            .env("RELEASE_REPO", self.checkout.workdir.url())
+            .env("RELEASE_REPO", self.checkout.workdir().url())
             .env("RELEASE_TITLE", title)
             .stdout(std::process::Stdio::null())
             .status();
@@ -639,10 +792,13 @@ async fn settle_abandoned<G: EnvGateway>(
     if abandoned.is_empty() {
         return Vec::new();
     }
-    let log = checkout
-        .workdir
-        .log(&checkout.gitops.path, HISTORY_DEPTH)
-        .unwrap_or_default();
+    let log = {
+        let _reading = checkout.shared().reading();
+        checkout
+            .workdir()
+            .log(&checkout.gitops.path, HISTORY_DEPTH)
+            .unwrap_or_default()
+    };
     let mut notes = Vec::new();
     for stale in abandoned {
         let landed = log.iter().find(|c| {
@@ -715,7 +871,7 @@ pub fn history(gitops: &Gitops, app: &str, env: &str) -> Result<Vec<GitRelease>,
 /// The app's images in the environment's directory on the branch (blocking): what Git says
 /// should run, for `status` beside what does.
 pub fn images_in_git(gitops: &Gitops, image: &str) -> Result<Vec<String>, Failure> {
-    let checkout = read(gitops)?;
+    let checkout = read(gitops, &Clones::default(), CloneKind::Private)?;
     let mut images: Vec<String> = checkout
         .workloads
         .iter()

@@ -120,6 +120,8 @@ pub struct GitopsOptions {
     pub pull_request: bool,
     /// Run to open the pull request (`sh -c`).
     pub pr_command: Option<String>,
+    /// The deployment repositories' clones the releases sharing these options work in.
+    pub clones: crate::artifacts::gitops_clones::Clones,
 }
 
 /// Everything a release needs to know about where it runs.
