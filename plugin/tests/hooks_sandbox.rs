@@ -718,7 +718,9 @@ fn the_second_load_comes_from_the_cache_and_a_damaged_entry_is_recompiled() {
     let other = HookEngine::new(Some(fx.cache_dir())).unwrap();
     assert!(other.load(&cfg).unwrap().load_info().from_cache);
 
-    // Flip one byte in the middle of the compiled code.
+    // Flip one byte in the middle of the compiled code, once no hook holds the module (while
+    // one does, the engine loads it from that hook, not from the disk).
+    drop((first, second));
     let mut bytes = std::fs::read(&entries[0]).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
@@ -734,6 +736,7 @@ fn the_second_load_comes_from_the_cache_and_a_damaged_entry_is_recompiled() {
             .contains("checksum")
     );
     assert!(recompiled.check(&HookRequest::default()).unwrap().allowed);
+    drop(recompiled);
     assert!(
         fx.engine.load(&cfg).unwrap().load_info().from_cache,
         "the recompiled module was cached again"
@@ -756,6 +759,36 @@ fn without_a_cache_every_load_compiles() {
     assert!(!engine.load(&cfg).unwrap().load_info().from_cache);
     assert!(!engine.load(&cfg).unwrap().load_info().from_cache);
     assert_eq!(engine.cache_dir(), None);
+}
+
+#[test]
+fn a_module_a_hook_holds_is_shared_by_the_next_load_and_freed_with_the_last() {
+    let fx = Fixture::new();
+    let engine = HookEngine::without_cache().unwrap();
+    let cfg = fx.hook("shared", &writer(r#"{"allowed":true}"#, "", None), limits());
+    let first = engine.load(&cfg).unwrap();
+    let second = engine.load(&cfg).unwrap();
+    assert!(!first.load_info().from_cache, "compiled");
+    assert!(
+        second.load_info().from_cache,
+        "the module the first hook holds, not compiled again"
+    );
+    assert!(second.check(&HookRequest::default()).unwrap().allowed);
+    // Another module is its own.
+    let other = fx.hook("other", &writer(r#"{"allowed":false}"#, "", None), limits());
+    assert!(
+        !engine
+            .load(&other)
+            .unwrap()
+            .check(&HookRequest::default())
+            .unwrap()
+            .allowed
+    );
+    drop((first, second));
+    assert!(
+        !engine.load(&cfg).unwrap().load_info().from_cache,
+        "freed with the last hook that held it: compiled again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,10 @@
 //! The hook engine: one wasmtime `Engine` and WASI linker per process, loading modules (pin
 //! check, compiled-module cache, compile) into [`LoadedHook`]s that can be run many times.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use hooks_sdk::guest::Command;
@@ -18,7 +19,7 @@ use super::cache::{Lookup, ModuleCache};
 use super::error::HookError;
 use super::poll_guard;
 use super::sandbox::{self, RunSpec, SandboxState, TABLE_ELEMENTS_PER_HOOK, TABLES_PER_HOOK, TICK};
-use super::slots::{INSTANCE_SLOTS, Slots};
+use super::slots::{Slots, instance_slots};
 use crate::config::{FailurePolicy, HookConfig, HookLimits};
 
 /// Overrides the directory of compiled modules.
@@ -51,15 +52,25 @@ struct Shared {
     cache: Option<ModuleCache>,
     /// The pool's instance slots, which runs wait for.
     slots: Slots,
+    /// The modules hooks of this engine hold, by sha256, each compiled (or read from the cache)
+    /// once: the releases of `promote --all` load the same hooks, and 32 copies in flight were
+    /// most of its memory. Weak, so that a module no hook holds any more is freed.
+    modules: Mutex<HashMap<String, Weak<Compiled>>>,
     /// Dropped with the last clone of the engine or of a hook loaded by it; the ticker thread
     /// sees the channel close and stops.
     _ticker: mpsc::Sender<()>,
 }
 
+/// A module ready to instantiate, checked to be a command the sandbox can run.
+struct Compiled {
+    pre: InstancePre<SandboxState>,
+}
+
 /// How a module was loaded, for `-v` timings and benchmarks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadInfo {
-    /// The compiled module came from the on-disk cache.
+    /// The module was not compiled: it came from the on-disk cache, or from another hook of
+    /// this engine that holds it.
     pub from_cache: bool,
     /// Reading, hashing and compiling or deserializing.
     pub duration: Duration,
@@ -121,7 +132,8 @@ impl HookEngine {
                 engine,
                 linker,
                 cache,
-                slots: Slots::new(INSTANCE_SLOTS),
+                slots: Slots::new(instance_slots()),
+                modules: Mutex::default(),
                 _ticker: ticker,
             }),
         })
@@ -193,17 +205,36 @@ impl HookEngine {
         }
         cfg.sha256.clone_from(&actual);
 
-        let (module, from_cache, cache_note) = self.compiled(&cfg, &bytes, &actual)?;
-        check_command(&cfg, &module)?;
-        let pre =
-            self.shared
-                .linker
-                .instantiate_pre(&module)
-                .map_err(|e| HookError::NotACommand {
-                    hook: cfg.name.clone(),
-                    path: cfg.module.clone(),
-                    message: format!("{e}"),
+        let held = self
+            .shared
+            .modules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&actual)
+            .and_then(Weak::upgrade);
+        let (compiled, from_cache, cache_note) = match held {
+            Some(compiled) => (compiled, true, None),
+            None => {
+                let (module, from_cache, cache_note) = self.compiled(&cfg, &bytes, &actual)?;
+                check_command(&cfg, &module)?;
+                let pre = self.shared.linker.instantiate_pre(&module).map_err(|e| {
+                    HookError::NotACommand {
+                        hook: cfg.name.clone(),
+                        path: cfg.module.clone(),
+                        message: format!("{e}"),
+                    }
                 })?;
+                let compiled = Arc::new(Compiled { pre });
+                let mut modules = self
+                    .shared
+                    .modules
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                modules.retain(|_, held| held.strong_count() > 0);
+                modules.insert(actual.clone(), Arc::downgrade(&compiled));
+                (compiled, from_cache, cache_note)
+            }
+        };
         let load = LoadInfo {
             from_cache,
             duration: started.elapsed(),
@@ -214,7 +245,7 @@ impl HookEngine {
             inner: Arc::new(Loaded {
                 config: cfg,
                 source: SOURCE_APP.to_string(),
-                pre,
+                compiled,
                 load,
                 engine: self.shared.clone(),
             }),
@@ -284,7 +315,7 @@ fn base_config() -> Config {
     config
 }
 
-/// An engine whose instances come from a pool of [`INSTANCE_SLOTS`] pre-reserved slots.
+/// An engine whose instances come from a pool of [`instance_slots`] pre-reserved slots.
 ///
 /// A fresh store per run is the sandbox's promise; with the default allocator every run maps and
 /// unmaps its linear memory, which in a multi-threaded process means a TLB shootdown on every
@@ -299,9 +330,10 @@ fn pooled_engine() -> wasmtime::Result<Engine> {
         2 << 20
     };
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(INSTANCE_SLOTS)
-        .total_memories(INSTANCE_SLOTS)
-        .total_tables(INSTANCE_SLOTS * TABLES_PER_HOOK)
+    let slots = instance_slots();
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots * TABLES_PER_HOOK)
         .max_tables_per_module(TABLES_PER_HOOK)
         .table_elements(TABLE_ELEMENTS_PER_HOOK)
         .linear_memory_keep_resident(keep_resident)
@@ -354,7 +386,7 @@ pub struct LoadedHook {
 struct Loaded {
     config: HookConfig,
     source: String,
-    pre: InstancePre<SandboxState>,
+    compiled: Arc<Compiled>,
     load: LoadInfo,
     /// The engine's slots; keeps the epoch ticker alive while the hook can run.
     engine: Arc<Shared>,
@@ -483,7 +515,7 @@ impl LoadedHook {
         stdin: Vec<u8>,
     ) -> Result<sandbox::RunOutput, HookError> {
         sandbox::run(
-            &self.inner.pre,
+            &self.inner.compiled.pre,
             &self.inner.engine.slots,
             RunSpec {
                 hook: self.name().to_string(),
@@ -507,7 +539,7 @@ impl LoadedHook {
             message: format!("cannot serialize the request: {e}"),
         })?;
         let output = sandbox::run(
-            &self.inner.pre,
+            &self.inner.compiled.pre,
             &self.inner.engine.slots,
             RunSpec {
                 hook: hook.clone(),
