@@ -15,6 +15,7 @@ use crate::webhook::server::{self, ServeSettings};
 /// Serves until SIGINT or SIGTERM: the policy of the kubeconfig's cluster is loaded first (the
 /// server is ready only then), then followed, so a policy change needs no restart.
 pub async fn serve(global: &GlobalArgs, args: &WebhookServeArgs) -> Result<Outcome> {
+    crate::hooks::serve_many_callers();
     let clients = Clients::new(&global.kube_settings())?;
     let (client, cluster) = clients.current().await?;
     let metrics = Metrics::new();

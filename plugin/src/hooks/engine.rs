@@ -139,6 +139,11 @@ impl HookEngine {
         })
     }
 
+    /// How many hooks can run at once in this process (the instance pool's slots).
+    pub fn instance_slots(&self) -> u32 {
+        instance_slots()
+    }
+
     /// The directory of compiled modules, if caching.
     pub fn cache_dir(&self) -> Option<&Path> {
         self.shared.cache.as_ref().map(ModuleCache::dir)

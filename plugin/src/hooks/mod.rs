@@ -36,3 +36,4 @@ pub use engine::{
 };
 pub use error::HookError;
 pub use phase::{HookVerdict, Outcome, PhaseReport, run_phase, select};
+pub use slots::serve_many_callers;

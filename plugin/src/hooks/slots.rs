@@ -10,20 +10,30 @@
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 /// How many hook instances may exist at once in one process: twice the CPUs, so that a run
-/// never waits while a CPU idles, at least 4 and at most 32.
-/// Read once: the pool and the semaphore over it must agree.
+/// never waits while a CPU idles, at least 4 and at most 32. Read once: the pool and the
+/// semaphore over it must agree.
 pub(crate) fn instance_slots() -> u32 {
-    static SLOTS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *SLOTS.get_or_init(|| {
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         slots_for(cpus)
     })
 }
 
+/// The most slots, for a server answering many callers at once (`webhook serve`): a hook that
+/// loops until its timeout holds its slot that long, and with a few slots unrelated reviews
+/// would queue behind it past the API server's webhook timeout. Memory matters less there
+/// than isolation. Call it before the first hook engine is built; after, it changes nothing.
+pub fn serve_many_callers() {
+    let _ = SLOTS.set(MOST_SLOTS);
+}
+
+static SLOTS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+const MOST_SLOTS: u32 = 32;
+
 fn slots_for(cpus: usize) -> u32 {
     u32::try_from(cpus.saturating_mul(2))
         .unwrap_or(u32::MAX)
-        .clamp(4, 32)
+        .clamp(4, MOST_SLOTS)
 }
 
 /// A counting semaphore over the pool's instance slots.
