@@ -71,6 +71,16 @@ impl Checkout {
         self.claim.shared()
     }
 
+    /// The images of `image`'s repository that the directory's containers run, as rendered.
+    pub fn images_of(&self, image: &str) -> Vec<String> {
+        self.workloads
+            .iter()
+            .flat_map(Workload::containers)
+            .map(|c| c.image)
+            .filter(|i| ImageRef::parse(i).repository == image)
+            .collect()
+    }
+
     /// `repo:path@branch`, for messages.
     pub fn label(&self) -> String {
         format!(
@@ -379,14 +389,7 @@ fn pins_predictably(checkout: &Checkout, image: &str) -> bool {
     let Ok(text) = read_file(checkout.workdir(), file) else {
         return false;
     };
-    let rendered: Vec<String> = checkout
-        .workloads
-        .iter()
-        .flat_map(Workload::containers)
-        .map(|c| c.image)
-        .filter(|i| ImageRef::parse(i).repository == image)
-        .collect();
-    edit::pin_is_predictable(&text, image, &rendered)
+    edit::pin_is_predictable(&text, image, &checkout.images_of(image))
 }
 
 /// The edited directory renders every app container on the digest, or nothing is committed.
@@ -872,13 +875,7 @@ pub fn history(gitops: &Gitops, app: &str, env: &str) -> Result<Vec<GitRelease>,
 /// should run, for `status` beside what does.
 pub fn images_in_git(gitops: &Gitops, image: &str) -> Result<Vec<String>, Failure> {
     let checkout = read(gitops, &Clones::default(), CloneKind::Private)?;
-    let mut images: Vec<String> = checkout
-        .workloads
-        .iter()
-        .flat_map(Workload::containers)
-        .map(|c| c.image)
-        .filter(|i| ImageRef::parse(i).repository == image)
-        .collect();
+    let mut images = checkout.images_of(image);
     images.sort();
     images.dedup();
     Ok(images)
