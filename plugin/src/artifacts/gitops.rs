@@ -494,18 +494,9 @@ impl Workdir {
         }
     }
 
-    /// Replays the local commits onto the branch as the remote has it now; a conflict aborts
-    /// the rebase, leaving the local commits as they were.
-    /// Fetches the branch and rebases the local commit(s) onto it, so that the next push is a
-    /// fast-forward unless someone pushes in between; a conflict is [`GitError::Conflict`].
-    ///
-    /// # Errors
-    ///
-    /// The remote cannot be fetched, or the rebase conflicts (it is aborted: nothing changes).
-    pub fn catch_up(&self) -> Result<(), GitError> {
-        self.rebase_onto_remote()
-    }
-
+    /// Fetches the branch and replays the local commits onto it, so that the next push is a
+    /// fast-forward unless someone pushes in between; a conflict aborts the rebase, leaving the
+    /// local commits as they were, and is [`GitError::Conflict`].
     fn rebase_onto_remote(&self) -> Result<(), GitError> {
         self.fetch()?;
         // Rebasing commits anew needs a committer: the one of our own commit, so that this

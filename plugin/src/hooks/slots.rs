@@ -3,9 +3,9 @@
 //! `promote --all` runs more hooks at once than the pool holds.
 //!
 //! The number of slots follows the CPUs. A hook run is pure computation, so more runs at once
-//! than CPUs only queue for them; and each slot keeps the memory its hook wrote resident (a
-//! Rust hook: about 2 MB), which at 32 slots was two thirds of a `promote --all
-//! --concurrency 32` (101 MB with two hooks, 33 MB without).
+//! than CPUs only queue for them, and each slot keeps the memory its hook wrote resident (a
+//! Rust hook: about 2 MB). (What made `promote --all --concurrency 32` big was each release
+//! holding its own copy of every module, not the slots: see `HookEngine`'s module sharing.)
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 

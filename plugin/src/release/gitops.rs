@@ -4,8 +4,10 @@
 //! applies. `--wait` then follows the cluster until it runs them.
 //!
 //! ```text
-//! lock → read (clone, render the path) → plan against Git → (unchanged) → edit the clone,
-//!      render it again → pre-hooks → journal begin → commit, push (rebase and retry)
+//! lock → read (the process's clone of the branch, fetched; render the path) → plan against
+//!      Git → (unchanged) → edit the directory, render it again unless the result is known
+//!      → pre-hooks → journal begin → commit, push (rebase and retry)
+//!      ─(denied, dry run)→ the edit put back
 //!      ─(refused)→ failed, nothing pushed
 //!      → [--wait: the controller applies, the rollout completes] → committed | succeeded
 //! ```
