@@ -45,7 +45,8 @@
 //! Environment: `BENCH_APPS` (300), `BENCH_CONCURRENCY` (16; a comma-separated list runs the
 //! plugin once per value), `BENCH_SETUP_CONCURRENCY` (32), `BENCH_KUBECTL_PARALLEL` (32),
 //! `BENCH_BASELINE_WAIT` (`watch` | `kubectl`), `BENCH_IDLE_SECS` (15), `BENCH_HOOKS` (1; 0 leaves
-//! the hooks out of release.yaml, to see what they cost), `BENCH_PLUGIN_LOG=DIR`
+//! the hooks out of release.yaml, to see what they cost), `BENCH_KINDS` (unset: no
+//! `workloads.kinds`, every kind listed; `Deployment` writes `workloads: {kinds: [Deployment]}`), `BENCH_PLUGIN_LOG=DIR`
 //! (keeps the plugin's stderr), `BENCH_PLUGIN_RUST_LOG` (replaces the plugin's log filter; the
 //! request count needs `kubectl_release::cluster::clients=debug` in it), `KUBECTL_RELEASE_BIN`,
 //! `KUBECTL`, `FAKE_NODES` (default: enough nodes of 500 pods for 3 pods per app).
@@ -123,6 +124,9 @@ struct BenchConfig {
     idle: Duration,
     /// Whether the release.yaml files configure the two hooks.
     hooks: bool,
+    /// `workloads.kinds` in the release.yaml files (`BENCH_KINDS`, comma-separated); empty
+    /// leaves it out, so every release lists all four workload kinds.
+    kinds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +171,13 @@ impl BenchConfig {
             baseline_wait,
             idle: Duration::from_secs(env_num("BENCH_IDLE_SECS", 15)?),
             hooks: env_num("BENCH_HOOKS", 1u8)? != 0,
+            kinds: std::env::var("BENCH_KINDS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect(),
         };
         ensure!(
             cfg.apps >= 1 && cfg.setup_concurrency >= 1 && cfg.kubectl_parallel >= 1,
@@ -259,6 +270,15 @@ async fn bench(env: &'static TestEnv, tools: &Tools, cfg: &BenchConfig) -> Resul
         println!(
             "  hooks           NONE (BENCH_HOOKS=0): the release.yaml files configure no hooks"
         );
+    }
+    match cfg.kinds.as_slice() {
+        [] => println!(
+            "  workloads       every kind (no `workloads.kinds`; BENCH_KINDS=Deployment narrows it)"
+        ),
+        kinds => println!(
+            "  workloads       kinds: [{}] (BENCH_KINDS): one list per kind per environment read",
+            kinds.join(", ")
+        ),
     }
     if tools.time.is_none() {
         println!("  (no /usr/bin/time: peak RSS not measured; `apt-get install -y time`)");
@@ -412,9 +432,14 @@ async fn setup(
     } else {
         String::new()
     };
+    let workloads = match cfg.kinds.as_slice() {
+        [] => String::new(),
+        kinds => format!("workloads: {{kinds: [{}]}}\n", kinds.join(", ")),
+    };
     let mut apps: Vec<BenchApp> = futures::stream::iter(0..cfg.apps)
         .map(|i| {
             let hooks = hooks.clone();
+            let workloads = workloads.clone();
             async move {
                 let name = format!("svc-{i:04}");
                 let (qa_prefix, production_prefix) = (format!("ps{i:04}-qa"), format!("ps{i:04}-prod"));
@@ -440,7 +465,7 @@ async fn setup(
                     apply(admin, ns, &web).await.with_context(|| format!("create deployment web in {ns}"))?;
                 }
                 let config = format!(
-                    "apiVersion: kubectl-release.io/v1alpha1\nkind: ReleaseConfig\napp: {name}\nimage: {image}\n\
+                    "apiVersion: kubectl-release.io/v1alpha1\nkind: ReleaseConfig\napp: {name}\nimage: {image}\n{workloads}\
                      environments:\n  - name: qa\n    context: qa\n    namespace: {qa}\n  - name: production\n    context: production\n    namespace: {prod}\n    promoteFrom: qa\n{hooks}",
                     name = app.name,
                     image = app.image,

@@ -568,3 +568,89 @@ async fn a_branch_deploy_ships_the_remote_branch_head_and_says_so() {
         recs.last()
     );
 }
+
+/// The requests one run of the plugin made, from its `requesting` debug lines: (method, path).
+fn requests(stderr: &str) -> Vec<(String, String)> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(" requesting "))
+        .filter_map(|l| {
+            let method = l.split("http.method=").nth(1)?.split(' ').next()?;
+            let url = l.split("http.url=").nth(1)?.split(' ').next()?;
+            let path = url.splitn(4, '/').nth(3).unwrap_or(url);
+            Some((method.to_string(), format!("/{path}")))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn workload_kinds_narrow_what_is_read_and_changed_and_watches_start_from_the_patch() {
+    let app = app_on_first_commit("kinds").await;
+    let (first, head) = (app.commits()[0].clone(), app.repo.head());
+    let qa = app.qa.name();
+    app.write_config("workloads:\n  kinds: [Deployment]\n");
+    let stateful_before = spec_states(&app, qa).await[1].clone();
+
+    let mut cmd = app.env.plugin();
+    cmd.args(["deploy", "qa", "-o", "json"])
+        .current_dir(app.repo.path())
+        .env("RUST_LOG", "warn,kubectl_release::cluster::clients=debug");
+    let out = kubectl_release_tests::run(&mut cmd).await.assert_success();
+    pods_run(&app, qa, "web", 3, &app.digests[&head].clone()).await;
+
+    // Only the Deployment is the app's: the StatefulSet and the CronJob keep the first commit.
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let changed: Vec<String> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}/{}", c["workload"]["kind"], c["workload"]["name"]))
+        .collect();
+    assert_eq!(changed, [r#""Deployment"/"web""#], "{}", out.stdout);
+    assert_eq!(spec_states(&app, qa).await[1], stateful_before);
+    assert_eq!(
+        cronjob_image(&app, qa).await,
+        format!("{}:{first}", app.image)
+    );
+
+    let made = requests(&out.stderr);
+    let gets = |needle: &str| {
+        made.iter()
+            .filter(|(m, p)| m == "GET" && p.contains(needle))
+            .count()
+    };
+    for kind in ["/statefulsets", "/daemonsets", "/cronjobs"] {
+        assert_eq!(gets(kind), 0, "{kind} listed: {made:#?}");
+    }
+    // One read of the environment, then watches from the patch: no second list of either.
+    let lists = |what: &str| {
+        made.iter()
+            .filter(|(m, p)| {
+                m == "GET" && p.contains(&format!("/{what}?")) && !p.contains("watch=")
+            })
+            .count()
+    };
+    let watches = |what: &str| {
+        made.iter()
+            .filter(|(_, p)| p.contains(&format!("/{what}?")) && p.contains("watch=true"))
+            .count()
+    };
+    assert_eq!(lists("deployments"), 1, "{made:#?}");
+    assert_eq!(lists("pods"), 1, "{made:#?}");
+    assert_eq!(watches("deployments"), 1, "{made:#?}");
+    assert_eq!(watches("pods"), 1, "{made:#?}");
+    let patch = made
+        .iter()
+        .position(|(m, p)| m == "PATCH" && p.contains("/deployments/web"))
+        .expect("the Deployment was patched");
+    let watch = made
+        .iter()
+        .position(|(_, p)| p.contains("/deployments?") && p.contains("watch=true"))
+        .unwrap();
+    assert!(watch > patch, "{made:#?}");
+    assert!(
+        made[watch].1.contains("resourceVersion="),
+        "the watch starts from a version: {}",
+        made[watch].1
+    );
+}

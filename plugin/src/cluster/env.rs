@@ -13,9 +13,10 @@ use super::objects::Objects;
 use super::records::Records;
 use super::rollout::{self, Stamp, WaitFailure};
 use super::{EnvGateway, EnvSnapshot, EnvTarget, ServerApis, workloads};
+use crate::config::ReleaseConfig;
 use crate::domain::job::PhaseJob;
 use crate::domain::manifest::{Manifest, ObjectRef, Scope};
-use crate::domain::{ContainerChange, Release, Workload, WorkloadRef};
+use crate::domain::{ContainerChange, Release, Workload, WorkloadRef, WorkloadScope};
 use crate::progress::Progress;
 
 /// One app in one environment, as the release engine sees it.
@@ -24,21 +25,16 @@ pub struct KubeEnv {
     apis: ServerApis,
     app: String,
     repository: String,
-    selector: Option<String>,
+    scope: WorkloadScope,
     records: Records,
     objects: Objects,
     lock: Mutex<Option<Lock>>,
 }
 
 impl KubeEnv {
-    /// The gateway for `app` (whose image repository is `repository`, its workloads narrowed by
-    /// `selector`) in `target`.
-    pub async fn new(
-        target: &EnvTarget,
-        app: &str,
-        repository: &str,
-        selector: Option<&str>,
-    ) -> Result<KubeEnv> {
+    /// The gateway for `config`'s app in `target`.
+    pub async fn new(target: &EnvTarget, config: &ReleaseConfig) -> Result<KubeEnv> {
+        let app = &config.app;
         let apis = target.server_apis().await?;
         Ok(KubeEnv {
             records: Records::new(&target.client, &target.namespace, app, &target.env.name),
@@ -46,8 +42,8 @@ impl KubeEnv {
             target: target.clone(),
             apis,
             app: app.into(),
-            repository: repository.into(),
-            selector: selector.map(Into::into),
+            repository: config.image.clone(),
+            scope: config.workloads.clone(),
             lock: Mutex::new(None),
         })
     }
@@ -64,7 +60,7 @@ impl KubeEnv {
             &self.apis,
             &t.namespace,
             &self.repository,
-            self.selector.as_deref(),
+            &self.scope,
         )
         .await
         .with_context(|| format!("cannot list workloads in {t}"))
@@ -116,7 +112,7 @@ impl EnvGateway for KubeEnv {
             &self.apis,
             &t.namespace,
             &self.repository,
-            self.selector.as_deref(),
+            &self.scope,
         );
         let pods = Api::<Pod>::namespaced(t.client.clone(), &t.namespace);
         let params = ListParams::default();

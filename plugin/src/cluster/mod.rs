@@ -21,6 +21,7 @@ pub mod objects;
 pub mod policy;
 pub mod previews;
 pub mod records;
+pub mod resumed_watch;
 pub mod rollout;
 pub mod workloads;
 

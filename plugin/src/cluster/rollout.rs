@@ -5,7 +5,8 @@
 //! workload changed by someone else in between is a conflict, not a silent overwrite.
 //!
 //! Waiting is watch-driven: one watch on the workload and one on its pods, evaluated on every
-//! event, never a sleep loop.
+//! event, never a sleep loop. Both start from the version the release patched (see
+//! [`super::resumed_watch`]), not with a list.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,11 +14,11 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, LogParams, Patch, PatchParams};
-use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 
 use super::ServerApis;
+use super::resumed_watch::{Start, watch_from};
 use crate::domain::rollout_state::{RolloutState, carries_images, rollout_state, stuck_container};
 use crate::domain::{ContainerChange, Kind, Workload, WorkloadRef};
 use crate::progress::Progress;
@@ -235,22 +236,20 @@ async fn wait_one(
     line: &crate::progress::Line,
 ) -> Result<Option<String>, String> {
     let api = apis.api(client, namespace, workload.id.kind);
-    let objects = watcher::watcher(
+    let (workload_start, pods_start) = starts(workload);
+    let objects = watch_from(
         api,
         watcher::Config::default().fields(&format!("metadata.name={}", workload.id.name)),
+        workload_start,
     )
-    .default_backoff()
-    .map_ok(|e| Change::Workload(Box::new(e)))
-    .boxed();
+    .map_ok(|e| Change::Workload(Box::new(e)));
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pod_config = match workload.pod_selector() {
         Some(selector) => watcher::Config::default().labels(&selector),
         None => watcher::Config::default(),
     };
-    let pods = watcher::watcher(pods_api.clone(), pod_config)
-        .default_backoff()
-        .map_ok(|e| Change::Pod(Box::new(e)))
-        .boxed();
+    let pods =
+        watch_from(pods_api.clone(), pod_config, pods_start).map_ok(|e| Change::Pod(Box::new(e)));
     let mut events = futures::stream::select(objects, pods);
     while let Some(event) = events.next().await {
         match event {
@@ -291,6 +290,43 @@ async fn wait_one(
         }
     }
     Err("the watch ended unexpectedly".into())
+}
+
+/// Where the watches of `workload` (as the release last read or patched it) start. The workload's
+/// own watch starts from that object, with it as the first event. Its pods' watch starts from
+/// the same version only while the controller has not yet seen the workload's generation: then
+/// no pod of the new template can exist yet, so every pod that matters is created after that
+/// version. Otherwise (nothing changed, or a GitOps controller applies the change later) pods
+/// carrying the images may already exist, and only a list shows them.
+fn starts(workload: &Workload) -> (Start<DynamicObject>, Start<Pod>) {
+    let Some(version) = workload.resource_version() else {
+        return (Start::Listed, Start::Listed);
+    };
+    let observed = workload
+        .object
+        .data
+        .pointer("/status/observedGeneration")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    // No observedGeneration yet: the controller has not seen the object at all (just created).
+    let unseen = workload
+        .object
+        .metadata
+        .generation
+        .is_some_and(|generation| observed < generation);
+    let pods = if unseen {
+        Start::From {
+            version: version.to_string(),
+            known: None,
+        }
+    } else {
+        Start::Listed
+    };
+    let own = Start::From {
+        version: version.to_string(),
+        known: Some(workload.object.clone()),
+    };
+    (own, pods)
 }
 
 enum Change {
@@ -340,6 +376,41 @@ mod tests {
         let mut scaled = planned.clone();
         scaled.object.metadata.generation = Some(7);
         assert!(!same_spec(&planned, &scaled, &[&change]));
+    }
+
+    #[test]
+    fn pods_are_watched_from_the_patch_only_while_its_generation_is_unseen() {
+        let version = |s: &Start<Pod>| match s {
+            Start::From { version, known } => {
+                assert!(known.is_none());
+                Some(version.clone())
+            }
+            Start::Listed => None,
+        };
+        let mut patched = workload(Kind::Deployment, "web", &[("web", "r/web@sha256:b")]);
+        patched.object.metadata.resource_version = Some("41".into());
+        patched.object.metadata.generation = Some(3);
+        patched.object.data["status"] = json!({"observedGeneration": 2});
+        let (own, pods) = starts(&patched);
+        assert_eq!(version(&pods).as_deref(), Some("41"));
+        match own {
+            Start::From { version, known } => {
+                assert_eq!(version, "41");
+                assert_eq!(known.unwrap().metadata.generation, Some(3));
+            }
+            Start::Listed => panic!("the workload's own watch starts from the patch"),
+        }
+        // Seen already (a patch that changed nothing, or a GitOps read): its pods may exist.
+        patched.object.data["status"] = json!({"observedGeneration": 3});
+        assert_eq!(version(&starts(&patched).1), None);
+        // Just created, never seen by its controller: no pod of it can exist yet.
+        patched.object.data["status"] = json!({});
+        assert_eq!(version(&starts(&patched).1).as_deref(), Some("41"));
+        // No generation known, no version: a list, as before.
+        patched.object.metadata.generation = None;
+        assert_eq!(version(&starts(&patched).1), None);
+        patched.object.metadata.resource_version = None;
+        assert!(matches!(starts(&patched), (Start::Listed, Start::Listed)));
     }
 
     #[test]

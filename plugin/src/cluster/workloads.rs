@@ -2,7 +2,7 @@
 
 use kube::api::{Api, DynamicObject, ListParams};
 
-use crate::domain::{Kind, Workload, WorkloadRef};
+use crate::domain::{Kind, Workload, WorkloadRef, WorkloadScope};
 
 /// What we learnt about the server, so later calls use the right API versions.
 #[derive(Debug, Clone)]
@@ -29,20 +29,20 @@ impl ServerApis {
     }
 }
 
-/// Every workload in `namespace` with at least one container from `repository`, in kind and
-/// name order; `selector` narrows the search.
+/// Every workload of `scope` in `namespace` with at least one container from `repository`, in
+/// kind and name order: one list per kind.
 pub async fn discover(
     client: &kube::Client,
     apis: &ServerApis,
     namespace: &str,
     repository: &str,
-    selector: Option<&str>,
+    scope: &WorkloadScope,
 ) -> kube::Result<Vec<Workload>> {
-    let params = match selector {
+    let params = match &scope.selector {
         Some(s) => ListParams::default().labels(s),
         None => ListParams::default(),
     };
-    let lists = futures::future::try_join_all(Kind::ALL.iter().map(|&kind| {
+    let lists = futures::future::try_join_all(scope.kinds.iter().map(|&kind| {
         let api = apis.api(client, namespace, kind);
         let params = params.clone();
         async move { Ok::<_, kube::Error>((kind, api.list(&params).await?)) }

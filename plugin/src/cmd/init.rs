@@ -137,7 +137,7 @@ async fn export_env(target: &EnvTarget, image: &str) -> Result<(Vec<File>, Vec<S
     let namespace = &target.namespace;
     let env = &target.env.name;
     let apis = target.server_apis().await?;
-    let found = workloads::discover(&target.client, &apis, namespace, image, None)
+    let found = workloads::discover(&target.client, &apis, namespace, image, &Default::default())
         .await
         .with_context(|| format!("cannot read the workloads of {target}"))?;
     if found.is_empty() {

@@ -312,13 +312,7 @@ pub async fn source_state(
     from: &Environment,
 ) -> Result<SourceState> {
     let source = clients.target(from).await?;
-    let gateway = KubeEnv::new(
-        &source,
-        &cfg.app,
-        &cfg.image,
-        cfg.workload_selector.as_deref(),
-    )
-    .await?;
+    let gateway = KubeEnv::new(&source, cfg).await?;
     let EnvSnapshot {
         workloads: live,
         pods,

@@ -42,8 +42,8 @@ pub struct ReleaseConfig {
     pub app: String,
     /// The image repository; a commit's image is `<image>:<40-hex sha>`.
     pub image: String,
-    /// Label selector narrowing the workloads, if given.
-    pub workload_selector: Option<String>,
+    /// Which workloads are the app's (`workloads:`): their kinds and label selector.
+    pub workloads: crate::domain::WorkloadScope,
     /// Put the previous images back when a rollout fails.
     pub atomic: bool,
     /// Release records kept per environment.
@@ -306,6 +306,26 @@ impl Validator<'_> {
         }
     }
 
+    /// `workloads:`: every kind unless `kinds` names some (an empty list would find nothing).
+    fn check_workloads(
+        &self,
+        raw: Option<&raw::RawWorkloads>,
+    ) -> Result<crate::domain::WorkloadScope, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(crate::domain::WorkloadScope::default());
+        };
+        if raw.kinds.as_ref().is_some_and(Vec::is_empty) {
+            return Err(self.error(
+                &[locate::Seg::Key("workloads"), locate::Seg::Key("kinds")],
+                "lists no kind, so no workload would be found: name the kinds the app runs (Deployment, StatefulSet, DaemonSet, CronJob) or leave `kinds` out for all four",
+            ));
+        }
+        Ok(crate::domain::WorkloadScope::new(
+            raw.kinds.as_deref(),
+            raw.selector.clone(),
+        ))
+    }
+
     fn validate(&self, raw: raw::RawConfig) -> Result<ReleaseConfig, ConfigError> {
         let image = self.check_header(&raw)?;
         let mut names = self.check_environments(&raw.environments)?;
@@ -320,6 +340,7 @@ impl Validator<'_> {
         let jobs = self.check_jobs(&raw, &names)?;
         let previews = self.check_previews(&raw)?;
         let generate = self.check_generate(&raw)?;
+        let workloads = self.check_workloads(raw.workloads.as_ref())?;
         let gitops = (raw.environments.iter().enumerate())
             .map(|(i, e)| self.check_gitops(i, e))
             .collect::<Result<Vec<_>, _>>()?;
@@ -344,7 +365,7 @@ impl Validator<'_> {
             path: self.path.to_path_buf(),
             app: raw.app,
             image,
-            workload_selector: raw.workloads.map(|w| w.selector),
+            workloads,
             atomic: raw.atomic,
             history_limit: raw.history_limit.unwrap_or(DEFAULT_HISTORY_LIMIT),
             environments: raw

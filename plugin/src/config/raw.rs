@@ -56,7 +56,10 @@ pub struct RawJob {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkloads {
-    pub selector: String,
+    #[serde(default)]
+    pub selector: Option<String>,
+    #[serde(default)]
+    pub kinds: Option<Vec<crate::domain::Kind>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -68,6 +68,34 @@ fn hook_phases_default_to_every_pre_phase() {
 }
 
 #[test]
+fn workloads_default_to_every_kind_and_kinds_narrow_them_in_a_fixed_order() {
+    use crate::domain::Kind;
+    assert_eq!(parse_str(GOOD).unwrap().workloads.kinds, Kind::ALL);
+    let text = GOOD.replace(
+        "app: web\n",
+        "app: web\nworkloads: {kinds: [CronJob, Deployment, CronJob], selector: tier=web}\n",
+    );
+    let cfg = parse_str(&text).unwrap();
+    assert_eq!(cfg.workloads.kinds, [Kind::Deployment, Kind::CronJob]);
+    assert_eq!(cfg.workloads.selector.as_deref(), Some("tier=web"));
+}
+
+#[test]
+fn an_empty_or_unknown_workload_kind_is_refused_with_its_line() {
+    let err = error_with("app: web\n", "app: web\nworkloads:\n  kinds: []\n");
+    assert!(
+        err.starts_with("/repo/release.yaml:5: workloads.kinds: lists no kind"),
+        "{err}"
+    );
+    let err = error_with(
+        "app: web\n",
+        "app: web\nworkloads:\n  kinds: [Deploymnet]\n",
+    );
+    assert!(err.contains("unknown variant `Deploymnet`"), "{err}");
+    assert!(err.contains("Deployment"), "{err}");
+}
+
+#[test]
 fn unknown_field_is_named_with_its_line() {
     let err = error_with("    context: qa-cluster", "    contxt: qa-cluster");
     assert!(

@@ -42,4 +42,4 @@ pub use hooks_sdk::helpers::ImageRef;
 pub use plan::ContainerChange;
 pub use record::{Actor, Release};
 pub use verdict::{FailurePolicy, Verdict, VerdictOutcome};
-pub use workload::{Container, Kind, Workload, WorkloadRef};
+pub use workload::{Container, Kind, Workload, WorkloadRef, WorkloadScope};

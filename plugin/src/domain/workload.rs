@@ -72,6 +72,39 @@ impl Kind {
     }
 }
 
+/// Which workloads of a namespace are the app's: those of `kinds` matching `selector` (when
+/// set) with at least one container from the app's image. Every kind is one list request per
+/// environment read, so an app that names its kinds (`workloads.kinds`) is read with fewer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadScope {
+    /// In [`Kind::ALL`]'s order, without repeats.
+    pub kinds: Vec<Kind>,
+    pub selector: Option<String>,
+}
+
+impl Default for WorkloadScope {
+    fn default() -> WorkloadScope {
+        WorkloadScope {
+            kinds: Kind::ALL.to_vec(),
+            selector: None,
+        }
+    }
+}
+
+impl WorkloadScope {
+    /// The scope of `kinds` (every kind when `None`) and `selector`.
+    pub fn new(kinds: Option<&[Kind]>, selector: Option<String>) -> WorkloadScope {
+        let kinds = match kinds {
+            Some(named) => Kind::ALL
+                .into_iter()
+                .filter(|k| named.contains(k))
+                .collect(),
+            None => Kind::ALL.to_vec(),
+        };
+        WorkloadScope { kinds, selector }
+    }
+}
+
 /// `Deployment/web`: a workload's identity within an environment's namespace.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,

@@ -299,13 +299,7 @@ async fn read_environment(
     env: &crate::config::Environment,
 ) -> Result<EnvironmentState> {
     let target = clients.target(env).await?;
-    let gateway = KubeEnv::new(
-        &target,
-        &config.app,
-        &config.image,
-        config.workload_selector.as_deref(),
-    )
-    .await?;
+    let gateway = KubeEnv::new(&target, config).await?;
     let snapshot = gateway.snapshot().await.with_context(|| {
         format!("a hook declares `needs: [environments]`, so {target} must be readable")
     })?;

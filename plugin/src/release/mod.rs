@@ -144,13 +144,7 @@ impl<'a> Context<'a, KubeEnv> {
         target: &'a EnvTarget,
     ) -> Result<Context<'a, KubeEnv>> {
         let actor = identity::whoami(target).await;
-        let gateway = KubeEnv::new(
-            target,
-            &config.app,
-            &config.image,
-            config.workload_selector.as_deref(),
-        )
-        .await?;
+        let gateway = KubeEnv::new(target, config).await?;
         let gate = Gate::load(config, clients, target).await?;
         Ok(Context {
             config,
@@ -211,12 +205,6 @@ pub async fn live_workloads(
     cfg: &ReleaseConfig,
     target: &EnvTarget,
 ) -> Result<Vec<crate::domain::Workload>> {
-    let gateway = KubeEnv::new(
-        target,
-        &cfg.app,
-        &cfg.image,
-        cfg.workload_selector.as_deref(),
-    )
-    .await?;
+    let gateway = KubeEnv::new(target, cfg).await?;
     gateway.workloads().await
 }
