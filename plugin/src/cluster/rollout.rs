@@ -297,7 +297,9 @@ async fn wait_one(
 /// the same version only while the controller has not yet seen the workload's generation: then
 /// no pod of the new template can exist yet, so every pod that matters is created after that
 /// version. Otherwise (nothing changed, or a GitOps controller applies the change later) pods
-/// carrying the images may already exist, and only a list shows them.
+/// carrying the images may already exist, and only a list shows them. A workload's version
+/// serves for its pods because both are revisions of the same etcd; a server that stores pods
+/// elsewhere refuses or cannot place it, and the watch falls back to a list.
 fn starts(workload: &Workload) -> (Start<DynamicObject>, Start<Pod>) {
     let Some(version) = workload.resource_version() else {
         return (Start::Listed, Start::Listed);
