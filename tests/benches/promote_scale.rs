@@ -46,8 +46,8 @@
 //! plugin once per value), `BENCH_SETUP_CONCURRENCY` (32), `BENCH_KUBECTL_PARALLEL` (32),
 //! `BENCH_BASELINE_WAIT` (`watch` | `kubectl`), `BENCH_IDLE_SECS` (15), `BENCH_HOOKS` (1; 0 leaves
 //! the hooks out of release.yaml, to see what they cost), `BENCH_KINDS` (unset: no
-//! `workloads.kinds`, every kind listed; `Deployment` writes `workloads: {kinds: [Deployment]}`), `BENCH_PLUGIN_LOG=DIR`
-//! (keeps the plugin's stderr), `BENCH_PLUGIN_RUST_LOG` (replaces the plugin's log filter; the
+//! `workloads.kinds`, every kind listed; `Deployment` writes `workloads: {kinds: [Deployment]}`),
+//! `BENCH_PLUGIN_LOG=DIR` (keeps the plugin's stderr), `BENCH_PLUGIN_RUST_LOG` (replaces the plugin's log filter; the
 //! request count needs `kubectl_release::cluster::clients=debug` in it), `KUBECTL_RELEASE_BIN`,
 //! `KUBECTL`, `FAKE_NODES` (default: enough nodes of 500 pods for 3 pods per app).
 
@@ -387,8 +387,12 @@ async fn bench(env: &'static TestEnv, tools: &Tools, cfg: &BenchConfig) -> Resul
             .join(" / "),
         baseline.server_raw / n
     );
+    let kinds = match cfg.kinds.as_slice() {
+        [] => String::new(),
+        kinds => format!("BENCH_KINDS={} ", kinds.join(",")),
+    };
     println!(
-        "rerun: BENCH_APPS={} BENCH_CONCURRENCY={} {RERUN}   (or: bash tests/bench-promote-scale.sh {} {})",
+        "rerun: {kinds}BENCH_APPS={} BENCH_CONCURRENCY={} {RERUN}   (or: {kinds}bash tests/bench-promote-scale.sh {} {})",
         cfg.apps,
         cfg.concurrency
             .iter()
