@@ -327,8 +327,10 @@ pub struct RunningContainer {
     pub container: String,
     /// The image in the workload's pod template.
     pub image: String,
-    /// The distinct digests (`sha256:…`) the pods report in `imageID`, sorted. More than one
-    /// means a rollout is in progress or pods disagree.
+    /// The distinct digests (`sha256:…`) the pods run, sorted: the one the template pins once
+    /// the workload's status says every pod is of that template (a finished rollout), otherwise
+    /// those the pods report in `imageID`. More than one means a rollout is in progress or pods
+    /// disagree.
     #[serde(default)]
     pub digests: Vec<String>,
 }

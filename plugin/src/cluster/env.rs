@@ -16,6 +16,7 @@ use super::{EnvGateway, EnvSnapshot, EnvTarget, ServerApis, workloads};
 use crate::config::ReleaseConfig;
 use crate::domain::job::PhaseJob;
 use crate::domain::manifest::{Manifest, ObjectRef, Scope};
+use crate::domain::running;
 use crate::domain::{ContainerChange, Release, Workload, WorkloadRef, WorkloadScope};
 use crate::progress::Progress;
 
@@ -107,22 +108,18 @@ impl EnvGateway for KubeEnv {
 
     async fn snapshot(&self) -> Result<EnvSnapshot> {
         let t = &self.target;
-        let found = workloads::discover(
-            &t.client,
-            &self.apis,
-            &t.namespace,
-            &self.repository,
-            &self.scope,
-        );
-        let pods = Api::<Pod>::namespaced(t.client.clone(), &t.namespace);
-        let params = ListParams::default();
-        let (found, pods) = futures::join!(found, pods.list(&params));
-        Ok(EnvSnapshot {
-            workloads: found.with_context(|| format!("cannot list workloads in {t}"))?,
-            pods: pods
+        let workloads = self.workloads().await?;
+        // The pods only when some workload's status cannot say what its pods run.
+        let pods = if running::pods_needed(&workloads, &self.repository) {
+            Api::<Pod>::namespaced(t.client.clone(), &t.namespace)
+                .list(&ListParams::default())
+                .await
                 .with_context(|| format!("cannot list pods in {t}"))?
-                .items,
-        })
+                .items
+        } else {
+            Vec::new()
+        };
+        Ok(EnvSnapshot { workloads, pods })
     }
 
     async fn history(&self) -> Result<Vec<Release>> {

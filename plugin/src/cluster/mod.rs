@@ -41,8 +41,9 @@ use crate::domain::manifest::{Manifest, ObjectRef, Scope};
 use crate::domain::{ContainerChange, Release, Workload, WorkloadRef};
 use crate::progress::Progress;
 
-/// What a release reads of its target environment, once: the app's workloads and the pods of
-/// the namespace (whose `imageID`s tell which digests really run).
+/// What a release reads of its target environment, once: the app's workloads and, when their
+/// status cannot settle which digests run (`domain::running`), the pods of the namespace, whose
+/// `imageID`s tell it; otherwise `pods` is empty.
 #[derive(Debug, Clone, Default)]
 pub struct EnvSnapshot {
     pub workloads: Vec<Workload>,

@@ -120,7 +120,7 @@ fn as_applied(workloads: &[Workload], changes: &[ContainerChange]) -> Vec<serde_
 }
 
 /// One environment's running app containers: each one's image and the distinct digests its
-/// pods report in `imageID`.
+/// pods run (settled by the workload's status or reported in `imageID`, see `running`).
 pub fn environment_state(
     name: &str,
     namespace: &str,
@@ -132,7 +132,7 @@ pub fn environment_state(
     let mut containers = Vec::new();
     for w in live {
         for c in w.app_containers(repository) {
-            let mut digests = w.pod_digests(pods, &c.name);
+            let mut digests = crate::domain::running::running_digests(w, pods, &c);
             // A CronJob has no pods between runs: the digest its spec pins is what it runs.
             if !w.id.kind.has_rollout()
                 && let Some(pinned) = ImageRef::parse(&c.image).digest

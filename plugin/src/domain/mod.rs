@@ -5,7 +5,8 @@
 //! - data: [`CommitSha`], [`ImageRef`], [`Workload`] and [`WorkloadRef`], [`ContainerChange`],
 //!   [`Release`] (a record), [`Verdict`], [`Outcome`], [`Failure`];
 //! - decisions: `plan` (what a release changes), `record` (the journal: resume, interrupted),
-//!   `lock` (lease expiry), `rollout_state` (is a rollout done), `promotion` (what a source
+//!   `lock` (lease expiry), `rollout_state` (is a rollout done), `running` (which digests
+//!   run, and whether the pods must be asked), `promotion` (what a source
 //!   ships), `approvals` (does an approval count), `status` (drift), `hook_request` (what hooks
 //!   are shown).
 
@@ -26,6 +27,7 @@ pub mod preview;
 pub mod promotion;
 pub mod record;
 pub mod rollout_state;
+pub mod running;
 pub mod selector;
 pub mod spec;
 pub mod status;

@@ -1,4 +1,5 @@
-//! What a promotion ships: the digests every pod of the source environment agrees on.
+//! What a promotion ships: the digests every pod of the source environment agrees on, as
+//! their workloads' status settles it or the pods report it (see `running`).
 //! Pure functions over the source's workloads and pods.
 
 use std::collections::BTreeMap;
@@ -7,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::domain::ImageRef;
 use crate::domain::rollout_state::{RolloutState, rollout_state};
+use crate::domain::running::running_digests;
 use crate::domain::{Workload, WorkloadRef};
 
 /// `(workload, container) → repo@digest` that runs in the source, or the reason it cannot be
@@ -28,7 +30,7 @@ pub fn source_images(
         }
         for c in w.app_containers(repository) {
             let image = if w.id.kind.has_rollout() {
-                let digests = w.pod_digests(pods, &c.name);
+                let digests = running_digests(w, pods, &c);
                 match digests.as_slice() {
                     [one] => ImageRef::pinned(repository, one),
                     [] => {
@@ -91,7 +93,7 @@ mod tests {
         let ws = vec![rolled_out(workload(
             Kind::Deployment,
             "web",
-            &[("web", "r/web@sha256:a")],
+            &[("web", "r/web:v1")],
         ))];
         let images = source_images(
             &ws,
@@ -103,11 +105,23 @@ mod tests {
     }
 
     #[test]
-    fn disagreeing_pods_are_refused_naming_the_workload() {
+    fn a_finished_rollout_of_a_pinned_digest_ships_it_without_asking_the_pods() {
         let ws = vec![rolled_out(workload(
             Kind::Deployment,
             "web",
             &[("web", "r/web@sha256:a")],
+        ))];
+        let images = source_images(&ws, &[], "r/web").unwrap();
+        assert_eq!(images.values().collect::<Vec<_>>(), ["r/web@sha256:a"]);
+    }
+
+    #[test]
+    fn disagreeing_pods_are_refused_naming_the_workload() {
+        // A tag moved while pods started: only the pods can tell which bytes run.
+        let ws = vec![rolled_out(workload(
+            Kind::Deployment,
+            "web",
+            &[("web", "r/web:v1")],
         ))];
         let err = source_images(
             &ws,
