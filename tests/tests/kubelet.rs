@@ -204,18 +204,15 @@ async fn a_job_past_its_deadline_fails() {
     let jobs = create_job(
         env,
         ns.name(),
-        &job("slow", "echo working; sleep 30; echo finished", Some(2)),
+        // The script outlasts the wait below many times over, so a Job that fails within that
+        // wait was failed by its deadline, not by the script ending; no clock is read.
+        &job("slow", "echo working; sleep 3600; echo finished", Some(2)),
     )
     .await;
-    let started = Instant::now();
     let failed = await_job_condition(&jobs, "slow", "Failed").await;
     assert_eq!(
         condition(&failed, "Failed").as_deref(),
         Some("DeadlineExceeded")
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(25),
-        "failed at the deadline, not when the script would have ended"
     );
     // The Job controller deletes the active pod; the kubelet lets it go at once.
     job_pods(&pods, "slow", <[Pod]>::is_empty).await;
