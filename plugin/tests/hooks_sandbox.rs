@@ -748,6 +748,28 @@ fn the_second_load_comes_from_the_cache_and_a_damaged_entry_is_recompiled() {
 }
 
 #[test]
+fn loads_of_one_module_at_once_compile_it_once() {
+    // `promote --all` starts its first releases together on a cold cache: each used to compile
+    // its own copy of the same module.
+    let fx = Fixture::new();
+    let cfg = fx.hook("shared", &writer(r#"{"allowed":true}"#, "", None), limits());
+    let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let loads: Vec<_> = (0..8)
+        .map(|_| {
+            let (engine, cfg, start) = (fx.engine.clone(), cfg.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                engine.load(&cfg).unwrap()
+            })
+        })
+        .collect();
+    let hooks: Vec<_> = loads.into_iter().map(|l| l.join().unwrap()).collect();
+    let compiled = hooks.iter().filter(|h| !h.load_info().from_cache).count();
+    assert_eq!(compiled, 1, "one load compiles, the others share its module");
+    assert!(hooks[7].check(&HookRequest::default()).unwrap().allowed);
+}
+
+#[test]
 fn without_a_cache_every_load_compiles() {
     let fx = Fixture::new();
     let engine = HookEngine::without_cache().unwrap();
