@@ -765,7 +765,10 @@ fn loads_of_one_module_at_once_compile_it_once() {
         .collect();
     let hooks: Vec<_> = loads.into_iter().map(|l| l.join().unwrap()).collect();
     let compiled = hooks.iter().filter(|h| !h.load_info().from_cache).count();
-    assert_eq!(compiled, 1, "one load compiles, the others share its module");
+    assert_eq!(
+        compiled, 1,
+        "one load compiles, the others share its module"
+    );
     assert!(hooks[7].check(&HookRequest::default()).unwrap().allowed);
 }
 
