@@ -344,7 +344,7 @@ async fn bench(env: &'static TestEnv, tools: &Tools, cfg: &BenchConfig) -> Resul
             .max_rss_kb
             .map_or("n/a".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0));
         println!(
-            "promote --all --concurrency {:<3}: {:>7.1} s wall; baseline {:.1} s; ratio {:.2} (goal <= 1.5); peak RSS {rss} (goal <= 100 MB); CPU {}; \
+            "promote --all --concurrency {:<3}: {:>7.1} s wall; baseline {:.1} s; ratio {:.2} (goal <= 1.05); peak RSS {rss} (goal <= 60 MB); CPU {}; \
              requests/workload: plugin's own {:.1}, API server total {:.1} (baseline total {:.1}, kubectl's own {:.1})",
             r.concurrency,
             r.wall.as_secs_f64(),
