@@ -222,9 +222,10 @@ async fn bench(
     let webhook = Server::start(env, plugin).await?;
     webhook.await_policy(3, &review, Verdict::Allowed).await?;
     println!(
-        "== set up in {:.1?}: namespace {namespace}, webhook on {}",
+        "== set up in {:.1?}: namespace {namespace}, webhook on {}; each review {} bytes",
         setup.elapsed(),
-        webhook.https
+        webhook.https,
+        review.len()
     );
 
     // 1. Direct reviews: the allow policy, the deny policy, none.
@@ -246,9 +247,12 @@ async fn bench(
         write_cluster_policy(env, policy).await;
         webhook.await_policy(hooks, &review, verdict).await?;
         webhook.load(&review, warmup, in_flight, verdict).await?;
+        let before = webhook.cpu()?;
         let samples = webhook.load(&review, requests, in_flight, verdict).await?;
+        let cpu = webhook.cpu()?.since(&before);
         let percentiles = Percentiles::of(&samples);
         percentiles.print(label);
+        cpu.print(requests);
         direct.push(percentiles);
     }
     let [allow, deny, noop] =
@@ -592,6 +596,15 @@ impl Server {
         Ok(samples)
     }
 
+    /// The CPU time used so far by the webhook process and by this one (the client).
+    fn cpu(&self) -> Result<Cpu> {
+        let pid = self.process.id().context("the webhook has exited")?;
+        Ok(Cpu {
+            webhook: cpu_time(&format!("/proc/{pid}/stat"))?,
+            client: cpu_time("/proc/self/stat")?,
+        })
+    }
+
     async fn metrics_text(&self) -> Result<String> {
         let tcp = TcpStream::connect(self.metrics).await?;
         let (mut sender, connection) =
@@ -720,6 +733,62 @@ impl Verdict {
         ensure!(ok, "not the verdict expected ({self:?}): {answer}");
         Ok(())
     }
+}
+
+/// CPU time (user + system, all threads) of the webhook and of the bench's own process.
+struct Cpu {
+    webhook: Duration,
+    client: Duration,
+}
+
+impl Cpu {
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            webhook: self.webhook.saturating_sub(before.webhook),
+            client: self.client.saturating_sub(before.client),
+        }
+    }
+
+    /// Per review: what the cores spend, which is what 50 reviews in flight on 2 cores wait for.
+    /// The kernel counts in clock ticks, so over N reviews each figure is within one tick / N.
+    fn print(&self, reviews: usize) {
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / reviews.max(1) as f64;
+        println!(
+            "  {:<22} CPU per review: webhook {:.0} µs, client {:.0} µs (±{:.0} µs: one clock tick over N)",
+            "",
+            per(self.webhook),
+            per(self.client),
+            per(tick()),
+        );
+    }
+}
+
+/// The kernel's clock tick, the unit of `/proc/PID/stat`'s CPU times.
+fn tick() -> Duration {
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100);
+    Duration::from_secs(1) / u32::try_from(hz).unwrap_or(100)
+}
+
+/// utime + stime of the process whose `stat` file is `path`.
+fn cpu_time(path: &str) -> Result<Duration> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15; `fields` starts at field 3.
+    let ticks = |i: usize| -> Result<u32> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("{path}: no CPU time in field {}", i + 3))
+    };
+    Ok(tick() * (ticks(11)? + ticks(12)?))
 }
 
 fn free_port() -> Result<u16> {

@@ -54,6 +54,11 @@ impl Spawned {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Waits up to `timeout` until what the process has written to stderr satisfies
     /// `condition` (`what` describes it for the error), and returns that stderr.
     ///
