@@ -103,7 +103,7 @@ pub struct HookRequest {
     /// What is about to be released.
     pub release: Release,
     /// The app's workload objects (Deployments, StatefulSets, DaemonSets, CronJobs) as they will
-    /// be applied, i.e. with the new images; plain Kubernetes JSON.
+    /// be applied, i.e. with the new images; plain Kubernetes JSON without `metadata.managedFields`.
     #[serde(default)]
     pub workloads: Vec<Value>,
     /// Every environment of the app and what currently runs there.

@@ -95,9 +95,7 @@ pub fn request(
                 .to_string(),
         })
         .collect();
-    let mut object = serde_json::to_value(new).unwrap_or_default();
-    object["apiVersion"] = kind.api_resource("v1").api_version.into();
-    object["kind"] = format!("{kind:?}").into();
+    let object = super::hook_request::workload_json(new, kind);
     let commit = new
         .metadata
         .annotations

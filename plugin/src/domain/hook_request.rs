@@ -5,8 +5,11 @@
 
 use hooks_sdk::{Approval, EnvironmentState, HookRequest, Phase};
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::DynamicObject;
 
-use super::{Actor, CommitSha, ContainerChange, ImageRef, Outcome, Release, ReleaseKind, Workload};
+use super::{
+    Actor, CommitSha, ContainerChange, ImageRef, Kind, Outcome, Release, ReleaseKind, Workload,
+};
 
 /// Everything a phase's request is made of.
 #[derive(Debug)]
@@ -83,14 +86,26 @@ fn workload_ref(w: &super::WorkloadRef, namespace: &str) -> hooks_sdk::WorkloadR
     hooks_sdk::WorkloadRef::new(format!("{:?}", w.kind), namespace, w.name.clone())
 }
 
+/// A workload object as hooks see it: plain Kubernetes JSON with its `apiVersion` and `kind`,
+/// without `metadata.managedFields`. Those are the API server's record of which manager set
+/// which field (`kubectl get` hides them too), often a third of the object, and every hook of a
+/// phase would parse them on every run.
+pub fn workload_json(object: &DynamicObject, kind: Kind) -> serde_json::Value {
+    let mut value = serde_json::to_value(object).unwrap_or_default();
+    if let Some(metadata) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        metadata.remove("managedFields");
+    }
+    value["apiVersion"] = kind.api_resource("v1").api_version.into();
+    value["kind"] = format!("{kind:?}").into();
+    value
+}
+
 /// The workloads as they will be after the patch: the hook judges what will run.
 fn as_applied(workloads: &[Workload], changes: &[ContainerChange]) -> Vec<serde_json::Value> {
     workloads
         .iter()
         .map(|w| {
-            let mut value = serde_json::to_value(&w.object).unwrap_or_default();
-            value["apiVersion"] = w.id.kind.api_resource("v1").api_version.into();
-            value["kind"] = format!("{:?}", w.id.kind).into();
+            let mut value = workload_json(&w.object, w.id.kind);
             let path: String =
                 w.id.kind
                     .pod_spec_path()
@@ -191,5 +206,34 @@ pub fn summary(r: &Release) -> hooks_sdk::ReleaseSummary {
         },
         kind: r.kind,
         source_environment: r.source_environment.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_see_a_workload_without_its_managed_fields() {
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": "web",
+                "labels": {"team": "payments"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
+            },
+            "spec": {"replicas": 2},
+            "status": {"readyReplicas": 2}
+        }))
+        .unwrap();
+        let json = workload_json(&object, Kind::Deployment);
+        assert_eq!(json["apiVersion"], "apps/v1");
+        assert_eq!(json["kind"], "Deployment");
+        assert_eq!(json["metadata"]["name"], "web");
+        assert_eq!(json["metadata"]["labels"]["team"], "payments");
+        assert!(json["metadata"].get("managedFields").is_none(), "{json}");
+        assert_eq!(json["spec"]["replicas"], 2);
+        assert_eq!(json["status"]["readyReplicas"], 2);
     }
 }
