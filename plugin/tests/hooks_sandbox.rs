@@ -882,7 +882,7 @@ async fn a_phase_runs_its_hooks_and_applies_failure_policies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hooks_of_a_phase_run_concurrently() {
+async fn slow_hooks_of_a_phase_run_side_by_side() {
     let fx = Fixture::new();
     let limit = Duration::from_millis(300);
     let hooks: Vec<_> = (0..4)

@@ -19,7 +19,8 @@
 //!   before compiling and uses `cache` for compiled modules;
 //! - `sandbox`: one run in a fresh store with memory, time and output limits, on an instance
 //!   slot (`slots`) of the engine's pool; `poll_guard` keeps sleeps within the timeout;
-//! - `phase`: [`run_phase`] runs a phase's hooks concurrently into a [`PhaseReport`];
+//! - `phase`: [`run_phase`] runs a phase's hooks into a [`PhaseReport`], one after another on one
+//!   thread, with another thread for the rest whenever one overstays `OVERSTAY`;
 //! - `error`: [`HookError`], which is never a denial by itself.
 
 mod cache;

@@ -1,6 +1,9 @@
 //! Running every hook of a phase and turning their verdicts into one decision.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hooks_sdk::{HookRequest, Phase, Violation};
 use serde::Serialize;
@@ -245,8 +248,26 @@ impl PhaseReport {
     }
 }
 
-/// Runs every hook in `hooks` for `phase`, concurrently on blocking threads, and collects their
-/// verdicts in order.
+/// How long a hook may run before the next hook of its phase gets a thread of its own.
+///
+/// A warm hook run takes well under a millisecond, less than handing it to another thread and
+/// back: the webhook, running each review's three hooks on three threads at once, spent more of
+/// its CPU switching threads than running hooks. So a phase's hooks run one after another on one
+/// thread, and a hook that is slow or loops until its timeout holds up the rest by this, not by
+/// its timeout.
+pub const OVERSTAY: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// One hook's run: its place in the phase, the hook, its request.
+type Job = (usize, LoadedHook, HookRequest);
+
+/// Where a thread sends each verdict, with the hook's place in the phase.
+type Done = tokio::sync::mpsc::UnboundedSender<(usize, HookVerdict)>;
+
+/// Runs every hook in `hooks` for `phase` and collects their verdicts in order.
+///
+/// The hooks run on a blocking thread, one after another; each [`OVERSTAY`] that passes without
+/// a verdict while hooks still wait adds another thread, so hooks that take long run side by
+/// side (a phase of looping hooks takes about one timeout, not their sum).
 ///
 /// `make_request` builds each hook's request; the runner then sets `phase`, `hook` and
 /// `settings` from the hook itself, so a request can never carry another hook's settings.
@@ -256,28 +277,108 @@ pub async fn run_phase(
     phase: Phase,
     make_request: impl Fn(&LoadedHook) -> HookRequest,
 ) -> PhaseReport {
-    let runs = hooks.iter().map(|hook| {
-        let mut request = make_request(hook);
-        request.phase = phase;
-        request.hook = hook.name().to_string();
-        request.settings = hook.settings().clone();
-        let hook = hook.clone();
-        async move {
-            let started = std::time::Instant::now();
-            let task_hook = hook.clone();
-            let result = match tokio::task::spawn_blocking(move || task_hook.check(&request)).await
-            {
-                Ok(result) => result,
-                Err(join) => Err(HookError::Sandbox {
-                    hook: hook.name().to_string(),
-                    message: format!("the hook's thread failed: {join}"),
-                }),
-            };
-            verdict(&hook, result, started.elapsed())
+    let jobs: VecDeque<Job> = hooks
+        .iter()
+        .enumerate()
+        .map(|(index, hook)| {
+            let mut request = make_request(hook);
+            request.phase = phase;
+            request.hook = hook.name().to_string();
+            request.settings = hook.settings().clone();
+            (index, hook.clone(), request)
+        })
+        .collect();
+    if jobs.is_empty() {
+        return PhaseReport::empty(phase);
+    }
+    let mut verdicts: Vec<Option<HookVerdict>> = hooks.iter().map(|_| None).collect();
+    let mut waiting = jobs.len();
+    let queue = Arc::new(Mutex::new(jobs));
+    let (done, mut verdicts_in) = tokio::sync::mpsc::unbounded_channel();
+    let add_thread = |done: &Done| {
+        let (queue, done) = (queue.clone(), done.clone());
+        // Not awaited: its verdicts come through the channel.
+        drop(tokio::task::spawn_blocking(move || {
+            work_through(&queue, &done)
+        }));
+    };
+    add_thread(&done);
+    let mut spawner = Some(done);
+    while waiting > 0 {
+        if spawner.is_some() && queue_len(&queue) == 0 {
+            // Every hook has a thread: the channel closes once they are all done.
+            spawner = None;
         }
-    });
-    let verdicts = futures::future::join_all(runs).await;
+        tokio::select! {
+            verdict = verdicts_in.recv() => match verdict {
+                Some((index, verdict)) => {
+                    verdicts[index] = Some(verdict);
+                    waiting -= 1;
+                }
+                // Every thread ended: what is missing can only have been lost with one.
+                None => break,
+            },
+            () = tokio::time::sleep(OVERSTAY), if spawner.is_some() => {
+                if let Some(done) = &spawner {
+                    add_thread(done);
+                }
+            }
+        }
+    }
+    let verdicts = verdicts
+        .into_iter()
+        .zip(hooks)
+        .map(|(verdict, hook)| {
+            verdict.unwrap_or_else(|| {
+                let error = HookError::Sandbox {
+                    hook: hook.name().to_string(),
+                    message: "the hook's thread ended without a verdict".into(),
+                };
+                self::verdict(hook, Err(error), std::time::Duration::ZERO)
+            })
+        })
+        .collect();
     PhaseReport { phase, verdicts }
+}
+
+fn queue_len(queue: &Mutex<VecDeque<Job>>) -> usize {
+    queue.lock().unwrap_or_else(PoisonError::into_inner).len()
+}
+
+/// One thread's share of a phase: takes the next waiting hook, runs it and sends its verdict,
+/// until no hook waits or nobody listens any more.
+fn work_through(queue: &Mutex<VecDeque<Job>>, done: &Done) {
+    loop {
+        let next = queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        let Some((index, hook, request)) = next else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| hook.check(&request)))
+            .unwrap_or_else(|panic| {
+                Err(HookError::Sandbox {
+                    hook: hook.name().to_string(),
+                    message: format!("running the hook panicked: {}", panic_message(&*panic)),
+                })
+            });
+        if done
+            .send((index, verdict(&hook, result, started.elapsed())))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 fn verdict(
