@@ -33,6 +33,8 @@ const APPROVALS_ALLOWED: &str =
     r#"kubectl_release_webhook_requests_total{kind="approval",verdict="allowed"}"#;
 const APPROVALS_DENIED: &str =
     r#"kubectl_release_webhook_requests_total{kind="approval",verdict="denied"}"#;
+const WORKLOADS_ALLOWED: &str =
+    r#"kubectl_release_webhook_requests_total{kind="workload",verdict="allowed"}"#;
 const WORKLOADS_DENIED: &str =
     r#"kubectl_release_webhook_requests_total{kind="workload",verdict="denied"}"#;
 const ENDLESS_ERRORS: &str = r#"kubectl_release_webhook_hook_errors_total{hook="endless"}"#;
@@ -600,4 +602,73 @@ async fn a_hook_that_loops_is_cut_off_and_the_api_server_gets_the_webhooks_answe
         ),
     );
     assert!(count > 0.0 && within == count, "{metrics}");
+}
+
+/// A label that puts a namespace under the test's policy hook (its `namespaceSelector`).
+const VAULT_LABEL: &str = "kubectl-release-test/tier";
+
+/// `kubectl label namespace NAMESPACE LABEL` (`key=value`, or `key-` to remove it).
+async fn label_namespace(app: &App, namespace: &str, label: &str) {
+    app.env
+        .kubectl(&["label", "namespace", namespace, label, "--overwrite"])
+        .await
+        .assert_success();
+}
+
+#[tokio::test]
+async fn a_hook_that_selects_namespaces_by_label_follows_their_labels() {
+    let app = app("wh-labels", "labelled", 1).await;
+    let [commit] = <[String; 1]>::try_from(app.commits()).unwrap();
+    let production = app.production.name();
+    let web = deployment("web").image(app.pinned(&commit)).build();
+    apply(&app.env.client("admin").await, production, &web)
+        .await
+        .expect("create web");
+    let module = push_approval_rules(&app).await;
+    let unapproved = format!("{}:{commit}", app.image);
+
+    let _alone = ONE_WEBHOOK_AT_A_TIME.lock().await;
+    let hook = format!(
+        "  - name: org-approvals\n    module: {module}\n    phases: [admission]\n    \
+         namespaceSelector: \"{VAULT_LABEL}=vault\"\n    \
+         settings: {{required: 1, verifiedOnly: true}}\n"
+    );
+    write_cluster_policy(app.env, &hook).await;
+    let webhook = Webhook::start(app.env).await;
+    webhook.register().await;
+    govern(app.env, production).await;
+
+    // The webhook learns the label from its watch of namespaces, set after it started: the
+    // namespace is judged by the hook, and the unapproved change refused.
+    label_namespace(&app, production, &format!("{VAULT_LABEL}=vault")).await;
+    let out = await_governed(&app, production, "deployment/web", &unapproved).await;
+    assert!(
+        out.stderr.contains("org-approvals (cluster-policy)"),
+        "{out}"
+    );
+
+    // Without the label the hook no longer governs it: the webhook is asked and allows.
+    label_namespace(&app, production, &format!("{VAULT_LABEL}-")).await;
+    let allowed_before = webhook.metric(WORKLOADS_ALLOWED).await;
+    eventually(
+        "the hook stops governing the unlabelled namespace",
+        PICKED_UP,
+        || async {
+            let out = set_image(&app, production, "deployment/web", &unapproved, true).await;
+            if out.success() {
+                Ok(())
+            } else {
+                Err(out.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(webhook.metric(WORKLOADS_ALLOWED).await > allowed_before);
+
+    // And labelled again, governed again.
+    label_namespace(&app, production, &format!("{VAULT_LABEL}=vault")).await;
+    await_governed(&app, production, "deployment/web", &unapproved).await;
+    let out = set_image(&app, production, "deployment/web", &unapproved, false).await;
+    assert!(denied_by(&out, WORKLOADS_WEBHOOK), "{out}");
+    assert_eq!(web_image(&app, production).await, Some(app.pinned(&commit)));
 }

@@ -1,14 +1,15 @@
-//! Watched caches of the ConfigMaps the admission webhook judges by — approvals and release
-//! records — so that a review reads memory, not the API server (kube-runtime's reflector,
-//! with backoff).
+//! Watched caches of what the admission webhook judges by — the approval and release-record
+//! ConfigMaps, and the labels of namespaces — so that a review reads memory, not the API server
+//! (kube-runtime's reflector, with backoff).
 
 use std::collections::BTreeMap;
 
 use futures::StreamExt as _;
 use hooks_sdk::Approval;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
-use kube::runtime::reflector::{self, Store};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 
 use super::{approvals, records};
@@ -77,6 +78,37 @@ fn labelled(cm: &ConfigMap, app: &str, env: &str) -> bool {
         && labels.get(names::LABEL_ENVIRONMENT).map(String::as_str) == Some(env)
 }
 
+/// The labels of the cluster's namespaces, watched (metadata only), for the policy hooks that
+/// select namespaces by label: without it every review in such a policy waited for a GET of its
+/// namespace.
+#[derive(Clone)]
+pub struct NamespaceLabels {
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+}
+
+impl NamespaceLabels {
+    /// Starts the watch on the runtime; the cache fills as it lists.
+    pub fn start(client: &kube::Client) -> NamespaceLabels {
+        let (store, writer) = reflector::store();
+        // An Api of PartialObjectMeta asks for metadata only: labels, not specs.
+        let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+        let stream = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects();
+        drain(stream, "namespaces");
+        NamespaceLabels { namespaces: store }
+    }
+
+    /// The labels of `namespace` as last watched; `None` when the cache does not hold it (not
+    /// listed yet, created a moment ago, or the watch is refused): ask the API server then.
+    pub fn get(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.namespaces
+            .get(&ObjectRef::new(namespace))
+            .map(|ns| ns.metadata.labels.clone().unwrap_or_default())
+    }
+}
+
 /// A store of the ConfigMaps `api` lists with `selector`, kept by a spawned watch.
 fn follow(api: Api<ConfigMap>, selector: &str) -> Store<ConfigMap> {
     let (store, writer) = reflector::store();
@@ -84,13 +116,21 @@ fn follow(api: Api<ConfigMap>, selector: &str) -> Store<ConfigMap> {
         .default_backoff()
         .reflect(writer)
         .applied_objects();
+    drain(stream, "approvals or records");
+    store
+}
+
+/// Runs a reflecting watch on the runtime until it ends, logging its failures (it retries).
+fn drain<T, E: std::fmt::Display>(
+    stream: impl futures::Stream<Item = Result<T, E>> + Send + 'static,
+    what: &'static str,
+) {
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             if let Err(e) = event {
-                tracing::warn!("watch of approvals or records failed (retrying): {e}");
+                tracing::warn!("watch of {what} failed (retrying): {e}");
             }
         }
     });
-    store
 }

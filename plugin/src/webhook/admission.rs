@@ -18,7 +18,7 @@ use super::metrics::Metrics;
 use super::server::Admit;
 use crate::artifacts::oci_modules::ModuleStore;
 use crate::cluster::approvals::{self, Approvals};
-use crate::cluster::cache::Judged;
+use crate::cluster::cache::{Judged, NamespaceLabels};
 use crate::cluster::records::Records;
 use crate::domain::admission::{self as decide, Requester};
 use crate::domain::attestation::{self, Attested};
@@ -37,6 +37,8 @@ pub struct Admission {
     client: kube::Client,
     /// Approvals and records, watched: a review reads memory, not the API server.
     judged: Judged,
+    /// Namespace labels, watched, for hooks that select namespaces by label.
+    namespaces: NamespaceLabels,
     /// The API server's approvals and records when a denial must be confirmed, one read shared
     /// by the denials waiting at the same time.
     fresh: FreshReads,
@@ -52,6 +54,7 @@ impl Admission {
     pub fn new(client: kube::Client, cluster: &str, metrics: Metrics) -> Arc<Admission> {
         Arc::new(Admission {
             judged: Judged::start(&client),
+            namespaces: NamespaceLabels::start(&client),
             fresh: FreshReads::default(),
             client,
             cluster: cluster.into(),
@@ -252,7 +255,10 @@ impl Admission {
             .iter()
             .any(|(h, _)| h.namespace_selector.is_some())
         {
-            crate::cluster::policy::labels_of(&self.client, namespace).await?
+            match self.namespaces.get(namespace) {
+                Some(labels) => labels,
+                None => crate::cluster::policy::labels_of(&self.client, namespace).await?,
+            }
         } else {
             BTreeMap::new()
         };
