@@ -271,7 +271,7 @@ impl Admission {
     }
 }
 
-/// Runs `hooks` on `request` in the `admission` phase (each on a blocking thread, all at once).
+/// Runs `hooks` on `request` in the `admission` phase (as [`crate::hooks::run_phase`] does).
 async fn judge(hooks: &[LoadedHook], request: &HookRequest) -> PhaseReport {
     crate::hooks::run_phase(hooks, Phase::Admission, |_| request.clone()).await
 }
