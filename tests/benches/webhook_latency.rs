@@ -248,10 +248,11 @@ async fn bench(
         webhook.await_policy(hooks, &review, verdict).await?;
         webhook.load(&review, warmup, in_flight, verdict).await?;
         let before = webhook.cpu()?;
-        let samples = webhook.load(&review, requests, in_flight, verdict).await?;
+        let load = webhook.load(&review, requests, in_flight, verdict).await?;
         let cpu = webhook.cpu()?.since(&before);
-        let percentiles = Percentiles::of(&samples);
+        let percentiles = Percentiles::of(&load.samples);
         percentiles.print(label);
+        load.print();
         cpu.print(requests);
         direct.push(percentiles);
     }
@@ -351,6 +352,27 @@ async fn bench(
     drop(webhook);
     delete_approvals(&client, &approvals).await;
     Ok(())
+}
+
+/// One load run: each review's latency and how long the whole run took.
+struct Load {
+    samples: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Load {
+    /// Throughput, and how many reviews were outstanding on average (Little's law: the sum of
+    /// the latencies over the run's duration), which says whether the load was what it claims.
+    fn print(&self) {
+        let wall = self.wall.as_secs_f64();
+        let busy: f64 = self.samples.iter().map(Duration::as_secs_f64).sum();
+        println!(
+            "                         {:.0} reviews/s, {:.1} in flight on average over {:.0} ms",
+            self.samples.len() as f64 / wall,
+            busy / wall,
+            wall * 1000.0
+        );
+    }
 }
 
 /// `/proc/loadavg`'s first three fields: how busy the machine was.
@@ -556,16 +578,25 @@ impl Server {
         requests: usize,
         in_flight: usize,
         expect: Verdict,
-    ) -> Result<Vec<Duration>> {
-        let mut tasks = tokio::task::JoinSet::new();
+    ) -> Result<Load> {
+        // Every connection is open (its TLS handshake done) before any review is sent, and all
+        // tasks start together: otherwise the handshakes stagger them and far fewer than
+        // `in_flight` reviews are ever outstanding at once.
+        let mut senders = Vec::with_capacity(in_flight);
         for slot in 0..in_flight {
             let count = requests / in_flight + usize::from(slot < requests % in_flight);
-            if count == 0 {
-                continue;
+            if count > 0 {
+                senders.push((count, self.connect().await?));
             }
-            let mut sender = self.connect().await?;
+        }
+        let start = Arc::new(tokio::sync::Barrier::new(senders.len() + 1));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (count, mut sender) in senders {
             let review = review.clone();
+            let start = start.clone();
             tasks.spawn(async move {
+                sender.ready().await?;
+                start.wait().await;
                 let mut samples = Vec::with_capacity(count);
                 for _ in 0..count {
                     sender.ready().await?;
@@ -589,11 +620,16 @@ impl Server {
                 anyhow::Ok(samples)
             });
         }
+        start.wait().await;
+        let started = Instant::now();
         let mut samples = Vec::with_capacity(requests);
         while let Some(done) = tasks.join_next().await {
             samples.extend(done??);
         }
-        Ok(samples)
+        Ok(Load {
+            samples,
+            wall: started.elapsed(),
+        })
     }
 
     /// The CPU time used so far by the webhook process and by this one (the client).
