@@ -849,11 +849,7 @@ async fn a_phase_runs_its_hooks_and_applies_failure_policies() {
     );
     assert!(select(&hooks, Phase::PostDeploy, "qa").is_empty());
 
-    let report = run_phase(&selected, Phase::PreDeploy, |hook| HookRequest {
-        app: format!("for {}", hook.name()),
-        ..HookRequest::default()
-    })
-    .await;
+    let report = run_phase(&selected, Phase::PreDeploy, &HookRequest::default()).await;
     assert!(report.denied());
     assert_eq!(report.verdicts.len(), 3);
     assert!(matches!(
@@ -900,7 +896,7 @@ async fn slow_hooks_of_a_phase_run_side_by_side() {
         })
         .collect();
     let started = Instant::now();
-    let report = run_phase(&hooks, Phase::PreDeploy, |_| HookRequest::default()).await;
+    let report = run_phase(&hooks, Phase::PreDeploy, &HookRequest::default()).await;
     assert!(!report.denied(), "errors are ignored");
     assert!(report.verdicts.iter().all(|v| matches!(
         &v.outcome,

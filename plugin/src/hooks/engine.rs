@@ -493,6 +493,12 @@ impl LoadedHook {
         self.evaluate(Command::Check, req).map(|e| e.response)
     }
 
+    /// [`LoadedHook::check`] of a request already serialized (`stdin`, as the hook reads it).
+    pub(crate) fn check_json(&self, stdin: Vec<u8>) -> Result<HookResponse, HookError> {
+        self.evaluate_json(Command::Check, stdin)
+            .map(|e| e.response)
+    }
+
     /// Asks the hook whether `settings` are acceptable: `allowed` says so, `message` why not.
     ///
     /// The request carries the settings, the hook's name and its first phase; the other fields
@@ -547,12 +553,17 @@ impl LoadedHook {
     ///
     /// As [`LoadedHook::check`].
     pub fn evaluate(&self, command: Command, req: &HookRequest) -> Result<Evaluation, HookError> {
-        let started = Instant::now();
-        let hook = self.name().to_string();
         let stdin = serde_json::to_vec(req).map_err(|e| HookError::Sandbox {
-            hook: hook.clone(),
+            hook: self.name().to_string(),
             message: format!("cannot serialize the request: {e}"),
         })?;
+        self.evaluate_json(command, stdin)
+    }
+
+    /// [`LoadedHook::evaluate`] of a request already serialized.
+    fn evaluate_json(&self, command: Command, stdin: Vec<u8>) -> Result<Evaluation, HookError> {
+        let started = Instant::now();
+        let hook = self.name().to_string();
         let output = sandbox::run(
             &self.inner.compiled.pre,
             &self.inner.engine.slots,

@@ -8,7 +8,7 @@
 //!
 //! let engine = HookEngine::new(None)?;
 //! let hooks = config.hooks.iter().map(|cfg| engine.load(cfg)).collect::<Result<Vec<_>, _>>()?;
-//! let report = run_phase(&select(&hooks, Phase::PreDeploy, "qa"), Phase::PreDeploy, |_hook| HookRequest::default()).await;
+//! let report = run_phase(&select(&hooks, Phase::PreDeploy, "qa"), Phase::PreDeploy, &HookRequest::default()).await;
 //! if report.denied() {
 //!     anyhow::bail!("{}", report.render());
 //! }
@@ -20,7 +20,8 @@
 //! - `sandbox`: one run in a fresh store with memory, time and output limits, on an instance
 //!   slot (`slots`) of the engine's pool; `poll_guard` keeps sleeps within the timeout;
 //! - `phase`: [`run_phase`] runs a phase's hooks into a [`PhaseReport`], one after another on one
-//!   thread, with another thread for the rest whenever one overstays `OVERSTAY`;
+//!   thread, with another thread for the rest whenever one overstays `OVERSTAY`; each reads the
+//!   phase's request serialized once (`phase_request`) behind its own header;
 //! - `error`: [`HookError`], which is never a denial by itself.
 
 mod cache;
@@ -28,6 +29,7 @@ mod engine;
 mod error;
 pub mod generator;
 mod phase;
+mod phase_request;
 mod poll_guard;
 mod sandbox;
 mod slots;

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::engine::LoadedHook;
 use super::error::HookError;
+use super::phase_request::PhaseRequest;
 use crate::config::FailurePolicy;
 
 /// The hooks among `hooks` that run in `phase` for environment `env`, in their order.
@@ -257,8 +258,8 @@ impl PhaseReport {
 /// its timeout.
 pub const OVERSTAY: std::time::Duration = std::time::Duration::from_millis(5);
 
-/// One hook's run: its place in the phase, the hook, its request.
-type Job = (usize, LoadedHook, HookRequest);
+/// One hook's run: its place in the phase, the hook, its request as JSON (or why it has none).
+type Job = (usize, LoadedHook, serde_json::Result<Vec<u8>>);
 
 /// Where a thread sends each verdict, with the hook's place in the phase.
 type Done = tokio::sync::mpsc::UnboundedSender<(usize, HookVerdict)>;
@@ -269,28 +270,19 @@ type Done = tokio::sync::mpsc::UnboundedSender<(usize, HookVerdict)>;
 /// a verdict while hooks still wait adds another thread, so hooks that take long run side by
 /// side (a phase of looping hooks takes about one timeout, not their sum).
 ///
-/// `make_request` builds each hook's request; the runner then sets `phase`, `hook` and
-/// `settings` from the hook itself, so a request can never carry another hook's settings.
+/// Every hook reads `request` with `phase`, `hook` and `settings` set from the hook itself, so
+/// a request can never carry another hook's settings (serialized once for all of them).
 /// A hook error becomes an [`Outcome::Error`], ignored under `failurePolicy: Ignore`.
-pub async fn run_phase(
-    hooks: &[LoadedHook],
-    phase: Phase,
-    make_request: impl Fn(&LoadedHook) -> HookRequest,
-) -> PhaseReport {
+pub async fn run_phase(hooks: &[LoadedHook], phase: Phase, request: &HookRequest) -> PhaseReport {
+    if hooks.is_empty() {
+        return PhaseReport::empty(phase);
+    }
+    let request = PhaseRequest::new(request, phase);
     let jobs: VecDeque<Job> = hooks
         .iter()
         .enumerate()
-        .map(|(index, hook)| {
-            let mut request = make_request(hook);
-            request.phase = phase;
-            request.hook = hook.name().to_string();
-            request.settings = hook.settings().clone();
-            (index, hook.clone(), request)
-        })
+        .map(|(index, hook)| (index, hook.clone(), request.stdin_for(hook)))
         .collect();
-    if jobs.is_empty() {
-        return PhaseReport::empty(phase);
-    }
     let mut verdicts: Vec<Option<HookVerdict>> = hooks.iter().map(|_| None).collect();
     let mut waiting = jobs.len();
     let queue = Arc::new(Mutex::new(jobs));
@@ -353,17 +345,21 @@ fn work_through(queue: &Mutex<VecDeque<Job>>, done: &Done) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop_front();
-        let Some((index, hook, request)) = next else {
+        let Some((index, hook, stdin)) = next else {
             return;
         };
         let started = std::time::Instant::now();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| hook.check(&request)))
-            .unwrap_or_else(|panic| {
-                Err(HookError::Sandbox {
-                    hook: hook.name().to_string(),
-                    message: format!("running the hook panicked: {}", panic_message(&*panic)),
-                })
-            });
+        let stdin = stdin.map_err(|e| HookError::Sandbox {
+            hook: hook.name().to_string(),
+            message: format!("cannot serialize the request: {e}"),
+        });
+        let run = || stdin.and_then(|stdin| hook.check_json(stdin));
+        let result = std::panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+            Err(HookError::Sandbox {
+                hook: hook.name().to_string(),
+                message: format!("running the hook panicked: {}", panic_message(&*panic)),
+            })
+        });
         if done
             .send((index, verdict(&hook, result, started.elapsed())))
             .is_err()

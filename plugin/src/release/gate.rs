@@ -232,12 +232,11 @@ impl<'a> Gate<'a> {
             .await?;
         facts.approvals = self.approvals_of(env, &config.app).await?;
         let approvals = facts.approvals.clone();
-        let base = hook_request::request(facts);
-        let make_request = |_: &LoadedHook| base.clone();
+        let request = hook_request::request(facts);
         // The cluster's rules first, then the app's: one report, policy verdicts leading.
-        let mut report = crate::hooks::run_phase(&policy, phase, make_request).await;
+        let mut report = crate::hooks::run_phase(&policy, phase, &request).await;
         report.verdicts.extend(
-            crate::hooks::run_phase(&app, phase, make_request)
+            crate::hooks::run_phase(&app, phase, &request)
                 .await
                 .verdicts,
         );

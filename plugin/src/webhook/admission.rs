@@ -273,7 +273,7 @@ impl Admission {
 
 /// Runs `hooks` on `request` in the `admission` phase (as [`crate::hooks::run_phase`] does).
 async fn judge(hooks: &[LoadedHook], request: &HookRequest) -> PhaseReport {
-    crate::hooks::run_phase(hooks, Phase::Admission, |_| request.clone()).await
+    crate::hooks::run_phase(hooks, Phase::Admission, request).await
 }
 
 /// An app's approvals and release records in one environment, read from the API server.
