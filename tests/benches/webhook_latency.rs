@@ -10,7 +10,9 @@
 //! 1. Direct: `BENCH_REQUESTS` (500) AdmissionReviews POSTed over HTTPS to `/workloads`,
 //!    `BENCH_IN_FLIGHT` (50) at a time: one tokio task per in-flight slot, each with its own
 //!    keep-alive HTTP/1.1 connection over tokio-rustls (so 50 connections, each carrying
-//!    REQUESTS / IN_FLIGHT reviews one after another). Each review is a Deployment UPDATE in a
+//!    REQUESTS / IN_FLIGHT reviews one after another; every connection is opened before the
+//!    tasks start together, and the run's throughput and mean number in flight are printed).
+//!    Each review is a Deployment UPDATE in a
 //!    governed namespace changing a digest-pinned image. Measured three times against the same
 //!    webhook process, each after `IN_FLIGHT` warm-up reviews, with three cluster policies:
 //!    - **allow**: three Rust hooks in phase `admission` that admit the change, the policy the
