@@ -114,7 +114,7 @@ impl HookEngine {
         let engine = engine.map_err(|e| anyhow::anyhow!("cannot configure wasmtime: {e}"))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, SandboxState::wasi)
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, SandboxState::wasi)
             .map_err(|e| anyhow::anyhow!("cannot link WASI preview 1: {e}"))?;
         poll_guard::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link the sandbox's poll_oneoff: {e}"))?;
@@ -353,6 +353,7 @@ fn pooled_engine() -> wasmtime::Result<Engine> {
         .table_elements(TABLE_ELEMENTS_PER_HOOK)
         .linear_memory_keep_resident(keep_resident)
         .table_keep_resident(64 << 10)
+        .total_stacks(slots)
         .pagemap_scan(Enabled::Auto);
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -483,7 +484,8 @@ impl LoadedHook {
 
     /// Runs `check` on `req` and returns the verdict. Blocks the calling thread for at most
     /// about the hook's timeout; from async code call it in `tokio::task::spawn_blocking` (on an
-    /// async worker thread it panics, as WASI's calls block on a Tokio runtime).
+    /// async worker thread it panics, as it blocks on a Tokio runtime), or run a phase with
+    /// [`crate::hooks::run_phase`], which awaits the run instead.
     ///
     /// # Errors
     ///
@@ -493,9 +495,11 @@ impl LoadedHook {
         self.evaluate(Command::Check, req).map(|e| e.response)
     }
 
-    /// [`LoadedHook::check`] of a request already serialized (`stdin`, as the hook reads it).
-    pub(crate) fn check_json(&self, stdin: Vec<u8>) -> Result<HookResponse, HookError> {
+    /// [`LoadedHook::check`] of a request already serialized (`stdin`, as the hook reads it),
+    /// awaited: the guest runs on the awaiting task's thread.
+    pub(crate) async fn check_json(&self, stdin: Vec<u8>) -> Result<HookResponse, HookError> {
         self.evaluate_json(Command::Check, stdin)
+            .await
             .map(|e| e.response)
     }
 
@@ -535,7 +539,7 @@ impl LoadedHook {
         argv: [&'static str; 2],
         stdin: Vec<u8>,
     ) -> Result<sandbox::RunOutput, HookError> {
-        sandbox::run(
+        wasmtime_wasi::runtime::in_tokio(sandbox::run(
             &self.inner.compiled.pre,
             &self.inner.engine.slots,
             RunSpec {
@@ -544,7 +548,7 @@ impl LoadedHook {
                 stdin,
                 limits: self.inner.config.limits,
             },
-        )
+        ))
     }
 
     /// Runs the hook with `command` and returns the verdict with the logs and timing.
@@ -557,11 +561,15 @@ impl LoadedHook {
             hook: self.name().to_string(),
             message: format!("cannot serialize the request: {e}"),
         })?;
-        self.evaluate_json(command, stdin)
+        wasmtime_wasi::runtime::in_tokio(self.evaluate_json(command, stdin))
     }
 
-    /// [`LoadedHook::evaluate`] of a request already serialized.
-    fn evaluate_json(&self, command: Command, stdin: Vec<u8>) -> Result<Evaluation, HookError> {
+    /// [`LoadedHook::evaluate`] of a request already serialized, awaited.
+    async fn evaluate_json(
+        &self,
+        command: Command,
+        stdin: Vec<u8>,
+    ) -> Result<Evaluation, HookError> {
         let started = Instant::now();
         let hook = self.name().to_string();
         let output = sandbox::run(
@@ -573,7 +581,8 @@ impl LoadedHook {
                 stdin,
                 limits: self.inner.config.limits,
             },
-        )?;
+        )
+        .await?;
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
             tracing::info!(hook = %hook, "{line}");

@@ -19,9 +19,10 @@
 //!   before compiling and uses `cache` for compiled modules;
 //! - `sandbox`: one run in a fresh store with memory, time and output limits, on an instance
 //!   slot (`slots`) of the engine's pool; `poll_guard` keeps sleeps within the timeout;
-//! - `phase`: [`run_phase`] runs a phase's hooks into a [`PhaseReport`], one after another on one
-//!   thread, with another thread for the rest whenever one overstays `OVERSTAY`; each reads the
-//!   phase's request serialized once (`phase_request`) behind its own header;
+//! - `phase`: [`run_phase`] runs a phase's hooks into a [`PhaseReport`], one after another in
+//!   the awaiting task (the guests on fibers of its thread), the next one starting beside them
+//!   whenever one overstays `OVERSTAY`; each reads the phase's request serialized once
+//!   (`phase_request`) behind its own header;
 //! - `error`: [`HookError`], which is never a denial by itself.
 
 mod cache;

@@ -3,8 +3,10 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError};
 
+use futures::FutureExt as _;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use hooks_sdk::{HookRequest, Phase, Violation};
 use serde::Serialize;
 
@@ -249,70 +251,50 @@ impl PhaseReport {
     }
 }
 
-/// How long a hook may run before the next hook of its phase gets a thread of its own.
+/// How long a hook may run before the next hook of its phase starts beside it.
 ///
-/// A warm hook run takes well under a millisecond, less than handing it to another thread and
-/// back: the webhook, running each review's three hooks on three threads at once, spent more of
-/// its CPU switching threads than running hooks. So a phase's hooks run one after another on one
-/// thread, and a hook that is slow or loops until its timeout holds up the rest by this, not by
-/// its timeout.
+/// A warm hook run takes well under a millisecond, so a phase's hooks run one after another;
+/// a hook that is slow or loops until its timeout holds up the rest by this, not by its
+/// timeout. (A running guest gives its thread back at every epoch tick, so the next one starts
+/// at the first tick after this has passed.)
 pub const OVERSTAY: std::time::Duration = std::time::Duration::from_millis(5);
-
-/// One hook's run: its place in the phase, the hook, its request as JSON (or why it has none).
-type Job = (usize, LoadedHook, serde_json::Result<Vec<u8>>);
-
-/// Where a thread sends each verdict, with the hook's place in the phase.
-type Done = tokio::sync::mpsc::UnboundedSender<(usize, HookVerdict)>;
 
 /// Runs every hook in `hooks` for `phase` and collects their verdicts in order.
 ///
-/// The hooks run on a blocking thread, one after another; each [`OVERSTAY`] that passes without
-/// a verdict while hooks still wait adds another thread, so hooks that take long run side by
-/// side (a phase of looping hooks takes about one timeout, not their sum).
+/// The hooks run one after another in the awaiting task, the guests on fibers of its thread
+/// (no thread handoff: in the webhook, handing each review's hooks to a blocking thread and back
+/// was a sixth of its CPU); each [`OVERSTAY`] that passes without a verdict while hooks still
+/// wait starts the next one beside the others, so a phase of looping hooks takes about one
+/// timeout, not their sum.
 ///
 /// Every hook reads `request` with `phase`, `hook` and `settings` set from the hook itself, so
 /// a request can never carry another hook's settings (serialized once for all of them).
 /// A hook error becomes an [`Outcome::Error`], ignored under `failurePolicy: Ignore`.
-pub async fn run_phase(hooks: &[LoadedHook], phase: Phase, request: &HookRequest) -> PhaseReport {
-    if hooks.is_empty() {
-        return PhaseReport::empty(phase);
-    }
+pub async fn run_phase<'a>(
+    hooks: &'a [LoadedHook],
+    phase: Phase,
+    request: &HookRequest,
+) -> PhaseReport {
     let request = PhaseRequest::new(request, phase);
-    let jobs: VecDeque<Job> = hooks
-        .iter()
-        .enumerate()
-        .map(|(index, hook)| (index, hook.clone(), request.stdin_for(hook)))
-        .collect();
+    let mut waiting: VecDeque<(usize, &LoadedHook)> = hooks.iter().enumerate().collect();
+    let mut running = FuturesUnordered::new();
     let mut verdicts: Vec<Option<HookVerdict>> = hooks.iter().map(|_| None).collect();
-    let mut waiting = jobs.len();
-    let queue = Arc::new(Mutex::new(jobs));
-    let (done, mut verdicts_in) = tokio::sync::mpsc::unbounded_channel();
-    let add_thread = |done: &Done| {
-        let (queue, done) = (queue.clone(), done.clone());
-        // Not awaited: its verdicts come through the channel.
-        drop(tokio::task::spawn_blocking(move || {
-            work_through(&queue, &done)
-        }));
+    let request = &request;
+    let run = |(index, hook): (usize, &'a LoadedHook)| async move {
+        (index, run_one(hook, request.stdin_for(hook)).await)
     };
-    add_thread(&done);
-    let mut spawner = Some(done);
-    while waiting > 0 {
-        if spawner.is_some() && queue_len(&queue) == 0 {
-            // Every hook has a thread: the channel closes once they are all done.
-            spawner = None;
+    loop {
+        if running.is_empty() {
+            match waiting.pop_front() {
+                Some(next) => running.push(run(next)),
+                None => break,
+            }
         }
         tokio::select! {
-            verdict = verdicts_in.recv() => match verdict {
-                Some((index, verdict)) => {
-                    verdicts[index] = Some(verdict);
-                    waiting -= 1;
-                }
-                // Every thread ended: what is missing can only have been lost with one.
-                None => break,
-            },
-            () = tokio::time::sleep(OVERSTAY), if spawner.is_some() => {
-                if let Some(done) = &spawner {
-                    add_thread(done);
+            Some((index, verdict)) = running.next() => verdicts[index] = Some(verdict),
+            () = tokio::time::sleep(OVERSTAY), if !waiting.is_empty() => {
+                if let Some(next) = waiting.pop_front() {
+                    running.push(run(next));
                 }
             }
         }
@@ -324,7 +306,7 @@ pub async fn run_phase(hooks: &[LoadedHook], phase: Phase, request: &HookRequest
             verdict.unwrap_or_else(|| {
                 let error = HookError::Sandbox {
                     hook: hook.name().to_string(),
-                    message: "the hook's thread ended without a verdict".into(),
+                    message: "the hook ended without a verdict".into(),
                 };
                 self::verdict(hook, Err(error), std::time::Duration::ZERO)
             })
@@ -333,40 +315,26 @@ pub async fn run_phase(hooks: &[LoadedHook], phase: Phase, request: &HookRequest
     PhaseReport { phase, verdicts }
 }
 
-fn queue_len(queue: &Mutex<VecDeque<Job>>) -> usize {
-    queue.lock().unwrap_or_else(PoisonError::into_inner).len()
-}
-
-/// One thread's share of a phase: takes the next waiting hook, runs it and sends its verdict,
-/// until no hook waits or nobody listens any more.
-fn work_through(queue: &Mutex<VecDeque<Job>>, done: &Done) {
-    loop {
-        let next = queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front();
-        let Some((index, hook, stdin)) = next else {
-            return;
-        };
-        let started = std::time::Instant::now();
-        let stdin = stdin.map_err(|e| HookError::Sandbox {
+/// One hook's run on its request (or the reason it has none) into its verdict; a panic in the
+/// run is the hook's error, not the caller's.
+async fn run_one(hook: &LoadedHook, stdin: serde_json::Result<Vec<u8>>) -> HookVerdict {
+    let started = std::time::Instant::now();
+    let result = match stdin {
+        Err(e) => Err(HookError::Sandbox {
             hook: hook.name().to_string(),
             message: format!("cannot serialize the request: {e}"),
-        });
-        let run = || stdin.and_then(|stdin| hook.check_json(stdin));
-        let result = std::panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
-            Err(HookError::Sandbox {
-                hook: hook.name().to_string(),
-                message: format!("running the hook panicked: {}", panic_message(&*panic)),
-            })
-        });
-        if done
-            .send((index, verdict(&hook, result, started.elapsed())))
-            .is_err()
-        {
-            return;
-        }
-    }
+        }),
+        Ok(stdin) => AssertUnwindSafe(hook.check_json(stdin))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(HookError::Sandbox {
+                    hook: hook.name().to_string(),
+                    message: format!("running the hook panicked: {}", panic_message(&*panic)),
+                })
+            }),
+    };
+    verdict(hook, result, started.elapsed())
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {

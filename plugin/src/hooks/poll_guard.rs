@@ -52,7 +52,13 @@ const STDERR: u32 = 2;
 /// When the function cannot be defined (a wasmtime bug).
 pub(crate) fn add_to_linker(linker: &mut Linker<SandboxState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    linker.func_wrap(MODULE, "poll_oneoff", poll_oneoff)?;
+    linker.func_wrap_async(
+        MODULE,
+        "poll_oneoff",
+        |caller, (subscriptions, events, count, nevents): (i32, i32, i32, i32)| {
+            Box::new(poll_oneoff(caller, subscriptions, events, count, nevents))
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }
@@ -66,7 +72,7 @@ struct Subscription {
     wait: Duration,
 }
 
-fn poll_oneoff(
+async fn poll_oneoff(
     mut caller: Caller<'_, SandboxState>,
     subscriptions: i32,
     events: i32,
@@ -98,7 +104,7 @@ fn poll_oneoff(
         return Err(caller.data_mut().time_out());
     }
     if !sleep.is_zero() {
-        std::thread::sleep(sleep);
+        tokio::time::sleep(sleep).await;
     }
 
     let fired: Vec<&Subscription> = subscriptions.iter().filter(|s| s.wait <= sleep).collect();

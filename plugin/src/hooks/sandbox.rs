@@ -10,8 +10,9 @@
 //! deadline callback traps once the timeout has passed. Inside a host call, the only one that can
 //! block is `poll_oneoff` (a sleep; stdin and stdout are memory pipes that are always ready), and
 //! [`poll_guard`](super::poll_guard) refuses any sleep that would end past the deadline. So a run
-//! needs no watchdog thread: it happens on the caller's thread, which must be a blocking one (not
-//! an async task), and returns within about a [`TICK`] of its timeout.
+//! needs no watchdog thread: it is a future, the guest running on a fiber of whatever task awaits
+//! it, handing the thread back at every epoch tick, and it ends within about a [`TICK`] of its
+//! timeout.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,7 +57,7 @@ pub(crate) struct SandboxState {
 }
 
 impl SandboxState {
-    /// For `wasmtime_wasi::p1::add_to_linker_sync`.
+    /// For `wasmtime_wasi::p1::add_to_linker_async`.
     pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
         &mut self.wasi
     }
@@ -171,9 +172,11 @@ pub(crate) struct RunSpec {
     pub(crate) limits: HookLimits,
 }
 
-/// Runs the module once, in a fresh store, on the calling thread (a blocking one: WASI calls
-/// block on a Tokio runtime); returns within about a [`TICK`] of the hook's timeout.
-pub(crate) fn run(
+/// Runs the module once, in a fresh store; returns within about a [`TICK`] of the hook's
+/// timeout. The guest runs on a fiber of the task that awaits this (no thread of its own), and
+/// gives the thread back to the runtime at every [`TICK`], so a hook that loops never holds up
+/// the other tasks of a runtime thread for longer than that.
+pub(crate) async fn run(
     pre: &InstancePre<SandboxState>,
     slots: &Slots,
     spec: RunSpec,
@@ -186,16 +189,19 @@ pub(crate) fn run(
     } = spec;
     // Taken before the store, so given back after it is dropped (its instance with it); the
     // timeout counts from here, not while waiting.
-    let _slot = slots.take();
+    let _slot = slots.take().await;
     let started = Instant::now();
     let stdout = CappedPipe::new(usize_limit(limits.max_output_bytes), OnOverflow::Fail);
     let stderr = CappedPipe::new(usize_limit(limits.max_log_bytes), OnOverflow::Truncate);
 
     let mut store = sandbox_store(pre, &argv, stdin, &limits, started, &stdout, &stderr);
-    let result = pre
-        .instantiate(&mut store)
-        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
-        .and_then(|start| start.call(&mut store, ()));
+    let result = match pre.instantiate_async(&mut store).await {
+        Ok(instance) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+            Ok(start) => start.call_async(&mut store, ()).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
 
     let exit_code = match result {
         Ok(()) => 0,
@@ -281,7 +287,8 @@ fn sandbox_store(
         } else if started.elapsed() >= limits.timeout {
             Interruption::Timeout
         } else {
-            return Ok(UpdateDeadline::Continue(1));
+            // Not yet: the runtime's thread is handed back until the next tick.
+            return Ok(UpdateDeadline::Yield(1));
         };
         ctx.data_mut().interrupted = Some(reason);
         Err(wasmtime::Error::new(reason))

@@ -7,8 +7,6 @@
 //! Rust hook: about 2 MB). (What made `promote --all --concurrency 32` big was each release
 //! holding its own copy of every module, not the slots: see `HookEngine`'s module sharing.)
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-
 /// How many hook instances may exist at once in one process: twice the CPUs, so that a run
 /// never waits while a CPU idles, at least 4 and at most 32. Read once: the pool and the
 /// semaphore over it must agree.
@@ -36,47 +34,35 @@ fn slots_for(cpus: usize) -> u32 {
         .clamp(4, MOST_SLOTS)
 }
 
-/// A counting semaphore over the pool's instance slots.
+/// A counting semaphore over the pool's instance slots. Async, because runs happen on the
+/// runtime's threads: a run waiting for a slot must not hold one of them.
 #[derive(Debug)]
 pub(crate) struct Slots {
-    free: Mutex<u32>,
-    freed: Condvar,
+    free: tokio::sync::Semaphore,
 }
+
+/// A slot, given back when dropped.
+pub(crate) type Slot<'a> = tokio::sync::SemaphorePermit<'a>;
 
 impl Slots {
     pub(crate) fn new(count: u32) -> Slots {
         Slots {
-            free: Mutex::new(count),
-            freed: Condvar::new(),
+            free: tokio::sync::Semaphore::new(usize::try_from(count).unwrap_or(usize::MAX)),
         }
     }
 
-    /// Blocks until a slot is free and takes it until the returned guard is dropped.
-    pub(crate) fn take(&self) -> Slot<'_> {
-        let mut free = self
-            .freed
-            .wait_while(self.lock(), |free| *free == 0)
-            .unwrap_or_else(PoisonError::into_inner);
-        *free -= 1;
-        Slot { slots: self }
+    /// Waits until a slot is free and takes it until the returned guard is dropped.
+    pub(crate) async fn take(&self) -> Slot<'_> {
+        // The semaphore is never closed, so acquiring cannot fail.
+        self.free
+            .acquire()
+            .await
+            .unwrap_or_else(|_| unreachable!("the slots' semaphore is never closed"))
     }
 
-    fn lock(&self) -> MutexGuard<'_, u32> {
-        // The count stays right even if a holder panicked: guards give slots back on unwind.
-        self.free.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A taken slot; given back when dropped.
-#[derive(Debug)]
-pub(crate) struct Slot<'a> {
-    slots: &'a Slots,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        *self.slots.lock() += 1;
-        self.slots.freed.notify_one();
+    #[cfg(test)]
+    fn free(&self) -> usize {
+        self.free.available_permits()
     }
 }
 
@@ -95,27 +81,27 @@ mod tests {
         assert_eq!(slots_for(usize::MAX), 32);
     }
 
-    #[test]
-    fn never_more_holders_than_slots() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn never_more_holders_than_slots() {
         let slots = Arc::new(Slots::new(2));
         let holders = Arc::new(AtomicU32::new(0));
         let most = Arc::new(AtomicU32::new(0));
-        let threads: Vec<_> = (0..8)
+        let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let (slots, holders, most) = (slots.clone(), holders.clone(), most.clone());
-                std::thread::spawn(move || {
-                    let _slot = slots.take();
+                tokio::spawn(async move {
+                    let _slot = slots.take().await;
                     let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     holders.fetch_sub(1, Ordering::SeqCst);
                 })
             })
             .collect();
-        for t in threads {
-            t.join().unwrap();
+        for task in tasks {
+            task.await.unwrap();
         }
         assert_eq!(most.load(Ordering::SeqCst), 2);
-        assert_eq!(*slots.lock(), 2, "every slot was given back");
+        assert_eq!(slots.free(), 2, "every slot was given back");
     }
 }
