@@ -6,6 +6,9 @@
 # goals (deploy <= 0.5, plan <= 1.5) and a summary block for the README.
 #
 #   bash tests/bench-manifests.sh [ROUNDS]   # default 7 (BENCH_ROUNDS)
+#   CONTROLLER_QPS=500 bash tests/bench-manifests.sh
+#       the same with the test controller-manager's API rate limit raised from its default
+#       (20/s): at the default, both rollouts queue behind it (tests/testenv/testenv.sh)
 #
 # Measures the release build of the plugin ($KUBECTL_RELEASE_BIN to pick another). The bench
 # binary itself only starts commands and waits for them, so it is built with the dev profile:

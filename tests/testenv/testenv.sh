@@ -19,6 +19,9 @@
 #   FAKE_KUBELET              fake-kubelet binary (default: target/debug/fake-kubelet of this repo)
 #   FAKE_NODES                number of fake nodes (default 1)
 #   TESTENV_TIMEOUT           seconds each component gets to come up (default 90)
+#   CONTROLLER_QPS            the controller-manager's API rate limit in requests/s (burst twice
+#                             that); default: its own, 20 (burst 30), which paces rollouts of many
+#                             workloads at once. Benchmarks raise it to see the clients' share.
 set -euo pipefail
 
 K8S_VERSION=1.20.2
@@ -29,6 +32,7 @@ K8S_BIN=${KUBECTL_RELEASE_K8S_BIN:-${KUBECTL_RELEASE_CACHE:-$HOME/.cache/kubectl
 FAKE_KUBELET=${FAKE_KUBELET:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/fake-kubelet}
 FAKE_NODES=${FAKE_NODES:-1}
 TIMEOUT=${TESTENV_TIMEOUT:-90}
+CONTROLLER_QPS=${CONTROLLER_QPS:-}
 # Stop order: clients of the apiserver first so they do not log a storm of connection errors,
 # the apiserver before etcd so it can close its watches.
 COMPONENTS=(fake-kubelet kube-scheduler kube-controller-manager kube-apiserver registry etcd)
@@ -172,6 +176,8 @@ up() {
   for bin in etcd docker-registry openssl kubectl ss; do
     command -v "$bin" >/dev/null || die "$bin not found: run tests/testenv/install.sh first"
   done
+  [[ -z $CONTROLLER_QPS || $CONTROLLER_QPS =~ ^[1-9][0-9]{0,4}$ ]] ||
+    die "CONTROLLER_QPS must be a whole number of requests per second (1 to 99999), not '$CONTROLLER_QPS'"
   [ -x "$FAKE_KUBELET" ] || die "fake kubelet $FAKE_KUBELET not found: cargo build -p kubectl-release-tests --bin fake-kubelet, or set FAKE_KUBELET"
   if [ -f "$DIR/pids/kube-apiserver" ] && live_pid kube-apiserver >/dev/null; then
     die "$DIR already has a running environment; run '$0 down $DIR' first"
@@ -246,6 +252,7 @@ EOF
     --kubeconfig "$DIR/kubeconfig" --leader-elect=false \
     --service-account-private-key-file "$DIR/pki/sa.key" \
     --root-ca-file "$DIR/pki/apiserver.crt" \
+    ${CONTROLLER_QPS:+--kube-api-qps="$CONTROLLER_QPS" --kube-api-burst="$((CONTROLLER_QPS * 2))"} \
     --port=0 --secure-port=0
   start kube-scheduler "$K8S_BIN/kube-scheduler" \
     --kubeconfig "$DIR/kubeconfig" --leader-elect=false --port=0 --secure-port=0
