@@ -28,6 +28,9 @@
 //!      `pre-*` phases), so every review is denied by it alone, which the bench checks. A denial
 //!      is confirmed on a fresh read of the app's approvals and records from the API server (one
 //!      read shared by the denials waiting at the same time), so this is the slow path;
+//!    - **empty hooks**: three hooks of a module that reads the request and allows without
+//!      parsing it (WAT, below): what the sandbox and the webhook cost per hook, the floor under
+//!      the allow path whatever the hooks decide;
 //!    - **no-op**: an empty policy (what the server, TLS and JSON cost).
 //!
 //!    What is timed is one request, from sending it to having read the whole answer.
@@ -67,6 +70,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 const RERUN: &str = "bash tests/bench-webhook.sh [REQUESTS] [APPLIES]";
+/// The name [`EMPTY_HOOK`] is pushed under, beside the example hooks.
+const EMPTY_MODULE: &str = "empty";
 const MODULES: [&str; 3] = [
     "required-labels",
     "same-image-across-envs",
@@ -85,6 +90,22 @@ const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 const APP: &str = "web";
 const APPROVERS: [&str; 2] = ["alice", "bob"];
 const LABELS: &str = r#"{labels: {team: "^[a-z-]+$", owner: ".*"}}"#;
+/// A hook that reads its whole request from stdin and allows without looking at it.
+const EMPTY_HOOK: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 256) "{\"apiVersion\":\"kubectl-release.io/hooks/v1\",\"kind\":\"HookResponse\",\"allowed\":true}")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 65536))
+    (block $eof (loop $more
+      (br_if $eof (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)))
+      (br_if $eof (i32.eqz (i32.load (i32.const 16))))
+      (br $more)))
+    (i32.store (i32.const 32) (i32.const 256))
+    (i32.store (i32.const 36) (i32.const 81))
+    (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 48)))))"#;
 const ENDED_FREEZE: &str = r#"freezeWindows: [{start: "2025-12-20T00:00:00Z", end: "2026-01-05T00:00:00Z", reason: year-end}]"#;
 
 fn main() -> Result<()> {
@@ -124,6 +145,7 @@ fn env_number(name: &str, default: usize) -> Result<usize> {
 struct Policies {
     allow: String,
     deny: String,
+    empty: String,
 }
 
 impl Policies {
@@ -165,7 +187,10 @@ impl Policies {
             ),
         ]
         .concat();
-        Policies { allow, deny }
+        let empty = ["first", "second", "third"]
+            .map(|name| hook(name, EMPTY_MODULE, "{}"))
+            .concat();
+        Policies { allow, deny, empty }
     }
 }
 
@@ -218,6 +243,10 @@ async fn bench(
             push_hook_module(env, &module, &format!("policies/bench-webhook/{name}")).await;
         modules.push((name, pinned));
     }
+    let empty = tempfile::Builder::new().suffix(".wasm").tempfile()?;
+    std::fs::write(empty.path(), wat::parse_str(EMPTY_HOOK)?)?;
+    let pinned = push_hook_module(env, empty.path(), "policies/bench-webhook/empty").await;
+    modules.push((EMPTY_MODULE, pinned));
     let policies = Policies::new(&modules, &namespace);
     let review = review_body(&namespace, &web, &image_a, &image_b)?;
     write_cluster_policy(env, &policies.allow).await;
@@ -244,6 +273,7 @@ async fn bench(
             3,
             Verdict::DeniedBySameImage,
         ),
+        ("allow, 3 empty hooks", &policies.empty, 3, Verdict::Allowed),
         ("no-op (empty policy)", &String::new(), 0, Verdict::Allowed),
     ] {
         write_cluster_policy(env, policy).await;
@@ -258,9 +288,9 @@ async fn bench(
         cpu.print(requests);
         direct.push(percentiles);
     }
-    let [allow, deny, noop] =
-        <[Percentiles; 3]>::try_from(direct).map_err(|_| anyhow::anyhow!("three direct runs"))?;
-    for (label, measured) in [("allow", &allow), ("deny", &deny)] {
+    let [allow, deny, empty, noop] =
+        <[Percentiles; 4]>::try_from(direct).map_err(|_| anyhow::anyhow!("four direct runs"))?;
+    for (label, measured) in [("allow", &allow), ("deny", &deny), ("empty hooks", &empty)] {
         println!(
             "  {label} - no-op: p50 {:+.2} ms  p90 {:+.2} ms  p99 {:+.2} ms  max {:+.2} ms",
             measured.p50 - noop.p50,
@@ -326,11 +356,12 @@ async fn bench(
     println!("== summary (milliseconds; one run, same control plane and webhook process)");
     for (label, measured) in [
         ("allow, 3 Rust hooks", &allow),
-        ("deny, 3 Rust hooks ", &deny),
-        ("no-op (no hooks)   ", &noop),
+        ("deny, 3 Rust hooks", &deny),
+        ("allow, 3 empty hooks", &empty),
+        ("no-op (no hooks)", &noop),
     ] {
         println!(
-            "webhook direct, {label} (N={requests}, {in_flight} in flight): p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            "webhook direct, {label:<20} (N={requests}, {in_flight} in flight): p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
             measured.p50, measured.p90, measured.p99, measured.max
         );
     }
