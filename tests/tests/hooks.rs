@@ -102,6 +102,13 @@ async fn invalid_settings_and_a_wrong_pin_are_config_errors() {
         "{}",
         out.stderr
     );
+    // Each line names the hook once, not once per layer the error passed through.
+    let names_hook_once = |stderr: &str| {
+        stderr.lines().all(|line| {
+            line.matches("hook `labels`").count() == 1 || !line.contains("hook `labels`")
+        })
+    };
+    assert!(names_hook_once(&out.stderr), "{}", out.stderr);
     let out = app.release(&["hooks", "verify"]).await;
     assert_eq!(out.code(), Some(2), "{out:?}");
 
@@ -119,6 +126,11 @@ async fn invalid_settings_and_a_wrong_pin_are_config_errors() {
     assert!(
         out.stderr.contains(&sha) && out.stderr.contains(&other),
         "names both hashes: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hook `labels`") && names_hook_once(&out.stderr),
+        "{}",
         out.stderr
     );
 }

@@ -149,16 +149,15 @@ impl<'a> Gate<'a> {
                 let hook = load_hook(&engine, hook_config).await?.map_err(|e| {
                     Failure::new(
                         Outcome::Denied,
-                        format!("cluster policy hook: {e}; the release is denied"),
+                        format!("cluster policy {e}; the release is denied"),
                     )
                 })?;
                 policy_hooks.push(hook.with_source(policy::SOURCE));
             }
             for hook_config in app_configs {
-                let name = hook_config.name.clone();
-                let hook = load_hook(&engine, hook_config).await?.map_err(|e| {
-                    Failure::invalid(format!("hook `{name}` in {}: {e}", config.path.display()))
-                })?;
+                let hook = load_hook(&engine, hook_config)
+                    .await?
+                    .map_err(|e| Failure::invalid(format!("{}: {e}", config.path.display())))?;
                 app_hooks.push(hook);
             }
         }
@@ -342,7 +341,8 @@ pub fn shared_engine() -> Result<HookEngine> {
 /// Loads one hook on a blocking thread (reading, verifying and maybe compiling the module),
 /// then asks it whether its settings are valid: a bad setting is found before any release
 /// starts. A hook that cannot even answer that is broken: under `failurePolicy: Ignore` that is
-/// a warning (its verdicts will be errors, ignored too); under `Fail` it stops here.
+/// a warning (its verdicts will be errors, ignored too); under `Fail` it stops here. Every
+/// message begins with the hook's name, so callers only add where the hook comes from.
 pub async fn load_hook(
     engine: &HookEngine,
     config: HookConfig,
@@ -353,7 +353,8 @@ pub async fn load_hook(
         match hook.validate_settings(&config.settings) {
             Ok(verdict) if verdict.allowed => Ok(hook),
             Ok(verdict) => Err(format!(
-                "its settings are invalid: {}",
+                "hook `{}`: its settings are invalid: {}",
+                config.name,
                 verdict
                     .message
                     .or_else(|| verdict.violations.first().map(|v| v.message.clone()))
@@ -363,7 +364,7 @@ pub async fn load_hook(
                 tracing::warn!(hook = %config.name, "hook cannot validate its settings (failurePolicy: Ignore): {e}");
                 Ok(hook)
             }
-            Err(e) => Err(format!("it cannot validate its settings: {e}")),
+            Err(e) => Err(format!("{e} (while validating its settings)")),
         }
     })
     .await?)

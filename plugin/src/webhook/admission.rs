@@ -102,7 +102,7 @@ impl Admission {
         for (hook, config) in hooks.into_iter().zip(configs) {
             let module = load_hook(&engine, config)
                 .await?
-                .map_err(|e| anyhow::anyhow!("cluster policy hook `{}`: {e}", hook.name))?;
+                .map_err(|e| anyhow::anyhow!("cluster policy {e}"))?;
             loaded
                 .hooks
                 .push((hook, module.with_source(policy::SOURCE)));
