@@ -13,6 +13,7 @@ pub mod previews;
 mod raw;
 
 use crate::domain::names::is_dns_label;
+use crate::domain::yaml_syntax;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -281,11 +282,12 @@ pub fn load(path: &Path) -> Result<ReleaseConfig, ConfigError> {
 pub fn parse(path: &Path, text: &str) -> Result<ReleaseConfig, ConfigError> {
     let raw: raw::RawConfig = serde_yaml_ng::from_str(text).map_err(|e| {
         let (field, message) = raw::split_serde_message(&e.to_string());
+        let line = locate::error_line(text, &e);
         ConfigError {
             file: path.to_path_buf(),
-            line: locate::error_line(text, &e),
+            line,
             field,
-            message,
+            message: yaml_syntax::explain(text, line, message),
         }
     })?;
     Validator { path, text }.validate(raw)

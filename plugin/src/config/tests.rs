@@ -105,6 +105,16 @@ fn unknown_field_is_named_with_its_line() {
 }
 
 #[test]
+fn a_tab_in_the_indentation_is_named_with_its_line() {
+    let err = error_with("  - name: qa", "\t- name: qa");
+    assert!(err.starts_with("/repo/release.yaml:6: "), "{err}");
+    assert!(
+        err.contains("indented with a tab: YAML indents with spaces only"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unknown_top_level_field_is_named() {
     let err = error_with("app: web\n", "app: web\nimages: x\n");
     assert!(

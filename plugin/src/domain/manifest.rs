@@ -281,10 +281,11 @@ fn parse_chunk(chunk: &Chunk<'_>, origin: &Origin) -> Result<Option<Value>, Mani
                 line: chunk.first_line + line_in_chunk - 1,
                 ..origin.clone()
             };
+            let message = shift_line_numbers(&e.to_string(), chunk.first_line - 1);
             Err(error(
                 &origin,
                 "",
-                shift_line_numbers(&e.to_string(), chunk.first_line - 1),
+                super::yaml_syntax::explain(chunk.text, Some(line_in_chunk), message),
             ))
         }
     }
@@ -1065,6 +1066,15 @@ mod tests {
             "{err}"
         );
         assert!(err.message.contains("line 10"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_tab_in_a_manifests_indentation_is_named() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n\
+                    apiVersion: v1\nkind: ConfigMap\nmetadata:\n\t- name: b\n";
+        let err = parse("kubernetes/qa/web.yaml", text).unwrap_err();
+        assert_eq!(err.origin.line, 9, "{err}");
+        assert!(err.message.contains("indented with a tab"), "{err}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   `lock` (lease expiry), `rollout_state` (is a rollout done), `running` (which digests
 //!   run, and whether the pods must be asked), `promotion` (what a source
 //!   ships), `approvals` (does an approval count), `status` (drift), `hook_request` (what hooks
-//!   are shown).
+//!   are shown), `yaml_syntax` (the fix for a YAML error the parser does not name).
 
 pub mod admission;
 pub mod approvals;
@@ -33,6 +33,7 @@ pub mod spec;
 pub mod status;
 pub mod verdict;
 pub mod workload;
+pub mod yaml_syntax;
 
 pub use commit::CommitSha;
 pub use failure::{Failure, outcome_of};

@@ -23,7 +23,7 @@ use crate::config::locate::{self, Seg};
 use crate::config::{
     FailurePolicy, HookConfig, HookLimits, Need, parse_positive_duration, parse_quantity,
 };
-use crate::domain::{Failure, Outcome};
+use crate::domain::{Failure, Outcome, yaml_syntax};
 
 pub const NAMESPACE: &str = "kubectl-release-system";
 pub const CONFIGMAP: &str = "kubectl-release-policy";
@@ -289,7 +289,8 @@ pub fn parse(origin: &str, text: &str) -> Result<Policy, String> {
     };
     let raw: RawPolicy = serde_yaml_ng::from_str(text).map_err(|e| {
         let (field, message) = crate::config::split_serde_message(&e.to_string());
-        at(locate::error_line(text, &e), &field, &message)
+        let line = locate::error_line(text, &e);
+        at(line, &field, &yaml_syntax::explain(text, line, message))
     })?;
     let err = |segments: &[Seg], message: String| {
         at(
