@@ -382,6 +382,62 @@ async fn hand_written_malformed_objects_are_skipped_with_a_warning_and_never_pan
     wait_for_pods_on(&app, production, "web", 3, &app.digests[&app.repo.head()]).await;
 }
 
+#[tokio::test]
+async fn an_unreadable_record_holding_the_next_revision_stops_the_deploy_and_names_the_fix() {
+    let mut app = App::new("unreadable-next", 2).await;
+    for commit in app.commits() {
+        app.push(&commit).await;
+    }
+    let admin = app.env.client("admin").await;
+    let qa = app.qa.name().to_string();
+    let (first, second) = (app.commits()[0].clone(), app.commits()[1].clone());
+    app.create_workloads(&qa, &format!("{}:{first}", app.image))
+        .await;
+    app.release(&["deploy", QA, &first]).await.assert_success();
+    // Revision 2, the next one, written by hand into something no release can be read from.
+    let taken = record_name(APP, QA, 2);
+    let labels = [
+        ("app.kubernetes.io/managed-by", "kubectl-release"),
+        ("kubectl-release.io/record", "true"),
+        ("kubectl-release.io/app", APP),
+        ("kubectl-release.io/environment", QA),
+        ("kubectl-release.io/revision", "2"),
+    ];
+    let garbage = BTreeMap::from([(RECORD_KEY.to_string(), "{\"revision\": 2, ]]]".to_string())]);
+    create_config_map(&admin, &qa, &taken, &labels, garbage).await;
+
+    let out = app.release(&["deploy", QA, &second]).await;
+    assert_no_panic(&out);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert_skipped_with_a_warning(&out, &taken);
+    let fix = format!("kubectl delete configmap -n {qa} {taken}");
+    assert!(
+        out.stderr.contains(&format!(
+            "record {taken}: a record with that revision already exists"
+        )) && out.stderr.contains(&fix),
+        "the error names the record in the way and how to clear it: {out}"
+    );
+    // Nothing changed: qa still runs the first commit, and its record is still the only one.
+    wait_for_pods_on(&app, &qa, "web", 3, &app.digests[&first]).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(admin.clone(), &qa);
+    let broken = configmaps
+        .get(&taken)
+        .await
+        .expect("the hand-written record");
+    assert!(
+        broken.data.as_ref().unwrap()[RECORD_KEY].ends_with("]]]"),
+        "the record in the way is left as it was: {broken:?}"
+    );
+
+    // Following the message clears the way.
+    let fix_args: Vec<&str> = fix.split(' ').skip(1).collect();
+    app.env.kubectl(&fix_args).await.assert_success();
+    app.release(&["deploy", QA, &second]).await.assert_success();
+    let newest = records(&admin, &qa, APP, QA).await.pop().expect("a record");
+    assert_eq!(newest["revision"], 2, "{}", newest);
+    assert_eq!(newest["commit"], second.as_str(), "{}", newest);
+}
+
 /// An app with `commits` commits, every image pushed (the last one crash-looping when
 /// `last_crashes`), and nothing in its namespaces yet.
 async fn app_with_its_images(prefix: &str, commits: usize, last_crashes: bool) -> App {

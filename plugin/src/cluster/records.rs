@@ -49,11 +49,19 @@ impl Records {
     pub async fn create(&self, release: &Release) -> Result<()> {
         let cm = self.config_map(release)?;
         let name = cm.metadata.name.clone().unwrap_or_default();
-        self.api
-            .create(&params(), &cm)
-            .await
-            .with_context(|| format!("cannot write release record {name}"))?;
-        Ok(())
+        match self.api.create(&params(), &cm).await {
+            Ok(_) => Ok(()),
+            // The lease rules out another release taking the number: the record in the way
+            // was written or broken by hand (unreadable, so skipped, or at the last revision
+            // there is, after which no number is free).
+            Err(kube::Error::Api(status)) if status.code == 409 => Err(anyhow::anyhow!(
+                "cannot write release record {name}: a record with that revision already \
+                 exists, written or damaged by hand (see any warning above); repair it, or \
+                 remove it with `kubectl delete configmap -n {ns} {name}`, then release again",
+                ns = self.api.namespace().unwrap_or_default()
+            )),
+            Err(e) => Err(e).with_context(|| format!("cannot write release record {name}")),
+        }
     }
 
     /// Overwrites the record of `release`'s revision.
@@ -117,15 +125,18 @@ fn params() -> PostParams {
 /// One record from its ConfigMap, or `None` with a warning that names the object and the fault.
 pub fn read(cm: ConfigMap) -> Option<Release> {
     let name = cm.metadata.name.clone().unwrap_or_default();
-    let Some(text) = cm.data.as_ref().and_then(|d| d.get(DATA_KEY)) else {
-        tracing::warn!(record = %name, "skipping release record without key {DATA_KEY}");
-        return None;
+    let namespace = cm.metadata.namespace.clone().unwrap_or_default();
+    let fault = match cm.data.as_ref().and_then(|d| d.get(DATA_KEY)) {
+        None => format!("it has no key {DATA_KEY}"),
+        Some(text) => match serde_json::from_str::<Release>(text) {
+            Ok(release) => return Some(release),
+            Err(e) => format!("its {DATA_KEY} is not a release: {e}"),
+        },
     };
-    match serde_json::from_str::<Release>(text) {
-        Ok(release) => Some(release),
-        Err(e) => {
-            tracing::warn!(record = %name, "skipping unreadable release record: {e}");
-            None
-        }
-    }
+    tracing::warn!(
+        record = %name,
+        "skipping release record {namespace}/{name}: {fault}; history and rollback do not see \
+         it: repair it, or remove it with `kubectl delete configmap -n {namespace} {name}`"
+    );
+    None
 }
