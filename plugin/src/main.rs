@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode as ProcessExit;
 
 use clap::Parser;
+use kubectl_release::cli::error_text::error_text;
 use kubectl_release::cli::exit::ExitCode;
 use kubectl_release::cli::{Cli, signals};
 use kubectl_release::domain::outcome_of;
@@ -36,12 +37,7 @@ fn main() -> ProcessExit {
 
 /// Prints the error and its causes to stderr; a closed pipe is not worth a second error.
 fn report(err: &anyhow::Error) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = write!(stderr, "error: {err}");
-    for cause in err.chain().skip(1) {
-        let _ = write!(stderr, "\n  caused by: {cause}");
-    }
-    let _ = writeln!(stderr);
+    let _ = writeln!(std::io::stderr().lock(), "{}", error_text(err));
 }
 
 /// Logs go to stderr so stdout stays the result; `-v` raises the level, `RUST_LOG` overrides.

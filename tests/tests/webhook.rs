@@ -16,9 +16,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::ListParams;
 use kubectl_release_tests::{
-    APPROVAL_LABEL, APPROVALS_NAMESPACE, APPROVALS_WEBHOOK, App, CmdOutput, WORKLOADS_WEBHOOK,
-    Webhook, apply, assert_report, deployer_rules, deployment, eventually, example_hook, govern,
-    grant, metric, push_hook_module, template_image, write_cluster_policy,
+    APPROVAL_LABEL, APPROVALS_NAMESPACE, APPROVALS_WEBHOOK, App, CmdOutput, TestCa, TestEnv,
+    WORKLOADS_WEBHOOK, Webhook, apply, assert_report, deployer_rules, deployment, eventually,
+    example_hook, govern, grant, metric, push_hook_module, template_image, write_cluster_policy,
 };
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -671,4 +671,71 @@ async fn a_hook_that_selects_namespaces_by_label_follows_their_labels() {
     let out = set_image(&app, production, "deployment/web", &unapproved, false).await;
     assert!(denied_by(&out, WORKLOADS_WEBHOOK), "{out}");
     assert_eq!(web_image(&app, production).await, Some(app.pinned(&commit)));
+}
+
+/// Flags that could never work are refused at once, exit 2, naming the flag and the fix:
+/// `webhook config` prints nothing to apply, and `webhook serve` stops before it connects to
+/// anything (the API server would accept an http URL or any CA bytes and then fail every call).
+#[tokio::test]
+async fn webhook_flags_that_could_never_work_exit_2_naming_the_fix() {
+    let env = TestEnv::shared();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let files = TestCa::new().write_serving_files(dir.path());
+    let not_pem = dir.path().join("not-pem.txt");
+    std::fs::write(&not_pem, "web-1\n").expect("write a file that is not PEM");
+    let missing = dir.path().join("missing.pem");
+    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 temp path").to_string();
+    let (ca, cert, key) = (path(&files.ca), path(&files.cert), path(&files.key));
+    let (not_pem, missing) = (path(&not_pem), path(&missing));
+    let config = |url: &str, bundle: &str| {
+        ["webhook", "config", "--url", url, "--ca-bundle", bundle]
+            .map(String::from)
+            .to_vec()
+    };
+    let serve = |cert: &str, key: &str| {
+        [
+            "webhook",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let cases = [
+        (config("http://127.0.0.1:9443", &ca), "https only"),
+        (config("https://u@127.0.0.1:9443", &ca), "a user in the URL"),
+        (
+            config("https://127.0.0.1:9443", &not_pem),
+            "holds no PEM `BEGIN CERTIFICATE`",
+        ),
+        (
+            config("https://127.0.0.1:9443", &missing),
+            "--ca-bundle: cannot read",
+        ),
+        (
+            serve(&missing, &key),
+            "(--tls-cert, --tls-key): cannot read",
+        ),
+        (serve(&cert, &not_pem), "cannot read a private key"),
+        (serve(&ca, &key), "cannot serve the certificate"),
+    ];
+    for (args, says) in cases {
+        let out = kubectl_release_tests::run(env.plugin().args(&args)).await;
+        assert_eq!(out.code(), Some(2), "{args:?}: {out}");
+        assert!(
+            out.stderr.contains(says),
+            "{args:?}: expected {says:?}: {out}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: nothing to apply: {out}");
+    }
+    // The same flags with good values work: the checks refuse only what is wrong.
+    let out = kubectl_release_tests::run(env.plugin().args(config("https://127.0.0.1:9443", &ca)))
+        .await
+        .assert_success();
+    assert!(out.stdout.contains("caBundle"), "{out}");
 }

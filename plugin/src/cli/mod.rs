@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod error_text;
 pub mod exit;
 pub mod signals;
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use crate::cli::{GlobalArgs, WebhookConfigArgs, WebhookServeArgs};
 use crate::cluster::Clients;
@@ -11,10 +11,17 @@ use crate::webhook::admission::Admission;
 use crate::webhook::config::{self, Endpoint, WebhookSettings};
 use crate::webhook::metrics::Metrics;
 use crate::webhook::server::{self, ServeSettings};
+use crate::webhook::tls::ReloadingCert;
 
 /// Serves until SIGINT or SIGTERM: the policy of the kubeconfig's cluster is loaded first (the
 /// server is ready only then), then followed, so a policy change needs no restart.
 pub async fn serve(global: &GlobalArgs, args: &WebhookServeArgs) -> Result<Outcome> {
+    // The files named on the command line are checked before anything connects anywhere.
+    let tls = ReloadingCert::load(&args.tls_cert, &args.tls_key).map_err(|e| {
+        Failure::invalid(format!(
+            "cannot load the webhook's TLS certificate (--tls-cert, --tls-key): {e}"
+        ))
+    })?;
     crate::hooks::serve_many_callers();
     let clients = Clients::new(&global.kube_settings())?;
     let (client, cluster) = clients.current().await?;
@@ -29,8 +36,7 @@ pub async fn serve(global: &GlobalArgs, args: &WebhookServeArgs) -> Result<Outco
     let settings = ServeSettings {
         listen: args.listen,
         metrics_listen: args.metrics_listen,
-        tls_cert: args.tls_cert.clone(),
-        tls_key: args.tls_key.clone(),
+        tls,
     };
     server::serve(settings, Arc::clone(&admission), metrics, shutdown_signal()).await?;
     Ok(Outcome::Succeeded)
@@ -54,7 +60,10 @@ async fn shutdown_signal() {
 /// Prints the webhook configurations for `kubectl apply -f -`.
 pub fn config(args: &WebhookConfigArgs) -> Result<Outcome> {
     let endpoint = match (&args.url, &args.service) {
-        (Some(url), None) => Endpoint::Url(url.clone()),
+        (Some(url), None) => {
+            config::check_url(url).map_err(Failure::invalid)?;
+            Endpoint::Url(url.clone())
+        }
         (None, Some(service)) => {
             let (namespace, name) = service.split_once('/').ok_or_else(|| {
                 Failure::invalid(format!("--service takes NAMESPACE/NAME, not `{service}`"))
@@ -66,8 +75,14 @@ pub fn config(args: &WebhookConfigArgs) -> Result<Outcome> {
         }
         _ => return Err(Failure::invalid("give exactly one of --url and --service").into()),
     };
+    let bundle = args.ca_bundle.display();
     let ca_bundle_pem = std::fs::read(&args.ca_bundle)
-        .with_context(|| format!("cannot read the CA bundle {}", args.ca_bundle.display()))?;
+        .map_err(|e| Failure::invalid(format!("--ca-bundle: cannot read {bundle}: {e}")))?;
+    config::check_ca_bundle(&ca_bundle_pem).map_err(|why| {
+        Failure::invalid(format!(
+            "--ca-bundle: {bundle} {why}; give the PEM of the CA that signed the webhook's certificate"
+        ))
+    })?;
     let governed = args
         .governed
         .split_once('=')

@@ -31,6 +31,42 @@ pub struct WebhookSettings {
     pub governed: (String, String),
 }
 
+/// What the API server requires of a `url` endpoint (`https`, a host, no user, query or
+/// fragment), checked here: `kubectl apply` would refuse it only later, or, for a wrong scheme
+/// it accepted, every change in a governed namespace would fail.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let refused = |why: &str| Err(format!("--url `{url}`: {why}; e.g. https://10.0.0.5:9443"));
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return refused("not a URL");
+    };
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("https"), Some(authority)) if !authority.as_str().contains('@') => {}
+        (Some("https"), Some(_)) => return refused("a user in the URL is not allowed"),
+        (Some("https"), None) => return refused("no host"),
+        _ => return refused("the API server calls webhooks over https only"),
+    }
+    if uri.query().is_some() {
+        return refused("a query is not allowed");
+    }
+    // `http::Uri` drops a fragment without a word; the API server refuses one.
+    if url.contains('#') {
+        return refused("a fragment is not allowed");
+    }
+    Ok(())
+}
+
+/// The CA bundle must hold PEM certificates: the API server stores any bytes, and a bundle it
+/// cannot use shows only as every admission call failing its TLS handshake.
+pub fn check_ca_bundle(pem: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    match CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => Ok(()),
+        Ok(_) => Err("holds no PEM `BEGIN CERTIFICATE` block".into()),
+        Err(e) => Err(format!("is not PEM certificates: {e}")),
+    }
+}
+
 /// The two configurations, as a YAML stream of two documents.
 pub fn manifests(settings: &WebhookSettings) -> Result<String, serde_yaml_ng::Error> {
     let mut out = String::new();
@@ -172,6 +208,35 @@ mod tests {
             text.contains("url: https://127.0.0.1:9443/workloads"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn urls_the_api_server_would_refuse_are_refused() {
+        assert_eq!(check_url("https://127.0.0.1:9443"), Ok(()));
+        assert_eq!(check_url("https://webhook.example.com/base"), Ok(()));
+        for (url, why) in [
+            ("http://127.0.0.1:9443", "https only"),
+            ("127.0.0.1:9443", "https only"),
+            ("https://user@127.0.0.1:9443", "user"),
+            ("https://127.0.0.1:9443/?a=b", "query"),
+            ("https://127.0.0.1:9443/#x", "fragment"),
+            ("not a url", "not a URL"),
+        ] {
+            let err = check_url(url).unwrap_err();
+            assert!(err.contains(why) && err.contains(url), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_ca_bundle_must_hold_pem_certificates() {
+        let pem = crate::webhook::tls::testing::TestCa::new()
+            .server_pair()
+            .cert_pem;
+        assert_eq!(check_ca_bundle(pem.as_bytes()), Ok(()));
+        assert!(check_ca_bundle(b"web-1\n").unwrap_err().contains("no PEM"));
+        assert!(check_ca_bundle(b"").unwrap_err().contains("no PEM"));
+        let truncated = b"-----BEGIN CERTIFICATE-----\nMIIB\n";
+        assert!(check_ca_bundle(truncated).is_err());
     }
 
     use serde::Deserialize as _;

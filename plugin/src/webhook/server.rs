@@ -9,7 +9,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,16 +58,15 @@ pub trait Admit: Send + Sync + 'static {
 }
 
 /// Where to listen and what to serve with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServeSettings {
     /// HTTPS: `POST /approvals`, `POST /workloads`, `GET /healthz`, `GET /readyz`.
     pub listen: SocketAddr,
     /// Plain HTTP: `GET /metrics`; none when `None`.
     pub metrics_listen: Option<SocketAddr>,
-    /// PEM certificate chain, re-read when it changes.
-    pub tls_cert: PathBuf,
-    /// PEM private key, re-read when it changes.
-    pub tls_key: PathBuf,
+    /// The certificate pair, loaded by the caller (so a bad one stops it before it connects to
+    /// anything) and re-read when its files change.
+    pub tls: ReloadingCert,
 }
 
 /// Bound sockets, for [`serve_on`].
@@ -83,7 +81,7 @@ pub struct Listeners {
 ///
 /// # Errors
 ///
-/// When the certificate pair cannot be loaded or an address cannot be bound; once serving, a
+/// When TLS cannot be set up or an address cannot be bound; once serving, a
 /// failing connection or handshake is logged and never stops the server.
 pub async fn serve<A: Admit>(
     settings: ServeSettings,
@@ -91,9 +89,7 @@ pub async fn serve<A: Admit>(
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let resolver = ReloadingCert::load(&settings.tls_cert, &settings.tls_key)
-        .context("cannot load the webhook's TLS certificate")?;
-    let tls = tls::acceptor(Arc::new(resolver))?;
+    let tls = tls::acceptor(Arc::new(settings.tls))?;
     let https = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen for HTTPS on {}", settings.listen))?;
@@ -475,6 +471,7 @@ fn with_type(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use http_body_util::BodyExt;
