@@ -37,6 +37,7 @@ const WORKLOADS_ALLOWED: &str =
     r#"kubectl_release_webhook_requests_total{kind="workload",verdict="allowed"}"#;
 const WORKLOADS_DENIED: &str =
     r#"kubectl_release_webhook_requests_total{kind="workload",verdict="denied"}"#;
+const FRESH_READS: &str = "kubectl_release_webhook_fresh_reads_total";
 const ENDLESS_ERRORS: &str = r#"kubectl_release_webhook_hook_errors_total{hook="endless"}"#;
 
 /// An app called `name` with `commits` commits, all their images pushed (nothing deployed).
@@ -378,9 +379,20 @@ async fn workload_changes_in_a_governed_namespace_are_judged_by_the_cluster_poli
         .await
         .assert_success();
     assert_eq!(web_image(&app, production).await.as_deref(), Some(&*new));
+    // Once its watches have delivered the approvals, a change they allow is judged from the
+    // webhook's caches alone: no read of the API server (kept for what the caches would deny).
+    let cache = "statefulset/cache";
+    eventually("the caches alone allow the change", PICKED_UP, || async {
+        let before = webhook.metric(FRESH_READS).await;
+        let out = set_image(&app, production, cache, &new, true).await;
+        match (out.success(), webhook.metric(FRESH_READS).await - before) {
+            (true, 0.0) => Ok(()),
+            (allowed, reads) => Err(format!("allowed: {allowed}, fresh reads: {reads}: {out}")),
+        }
+    })
+    .await;
 
     // The platform team asks for three: the running webhook follows, no restart.
-    let cache = "statefulset/cache";
     set_image(&app, production, cache, &new, true)
         .await
         .assert_success();

@@ -35,7 +35,7 @@ impl Records {
             .list(&ListParams::default().labels(&names::records_selector(&self.app, &self.env)))
             .await
             .context("cannot list release records")?;
-        let mut releases: Vec<Release> = list.items.into_iter().filter_map(read).collect();
+        let mut releases: Vec<Release> = list.items.iter().filter_map(read).collect();
         releases.sort_by_key(|r| std::cmp::Reverse(r.revision));
         Ok(releases)
     }
@@ -123,7 +123,7 @@ fn params() -> PostParams {
 }
 
 /// One record from its ConfigMap, or `None` with a warning that names the object and the fault.
-pub fn read(cm: ConfigMap) -> Option<Release> {
+pub fn read(cm: &ConfigMap) -> Option<Release> {
     let name = cm.metadata.name.clone().unwrap_or_default();
     let namespace = cm.metadata.namespace.clone().unwrap_or_default();
     let fault = match cm.data.as_ref().and_then(|d| d.get(DATA_KEY)) {

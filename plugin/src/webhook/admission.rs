@@ -207,6 +207,7 @@ impl Admission {
         );
         let mut report = judge(&hooks, &cached).await;
         if report.denied() {
+            self.metrics.fresh_read();
             let key = (namespace.to_string(), app.clone(), env.clone());
             let fresh = self
                 .fresh

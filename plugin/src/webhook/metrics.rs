@@ -110,6 +110,7 @@ struct Inner {
     requests: Family<RequestLabels, Counter>,
     durations: Family<KindLabels, Histogram, fn() -> Histogram>,
     hook_errors: Family<HookLabels, Counter>,
+    fresh_reads: Counter,
     policy_hooks: Gauge,
 }
 
@@ -124,6 +125,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let durations = Family::new_with_constructor(duration_histogram as fn() -> Histogram);
         let hook_errors = Family::<HookLabels, Counter>::default();
+        let fresh_reads = Counter::default();
         let policy_hooks = Gauge::default();
         let mut registry = Registry::with_prefix("kubectl_release_webhook");
         // Counters get their `_total` suffix from the encoder.
@@ -144,6 +146,11 @@ impl Metrics {
             hook_errors.clone(),
         );
         registry.register(
+            "fresh_reads",
+            "Workload reviews the watched caches would deny, judged again on a read of the API server",
+            fresh_reads.clone(),
+        );
+        registry.register(
             "policy_hooks",
             "Cluster-policy hooks currently loaded for admission",
             policy_hooks.clone(),
@@ -153,6 +160,7 @@ impl Metrics {
             requests,
             durations,
             hook_errors,
+            fresh_reads,
             policy_hooks,
         };
         Self {
@@ -179,6 +187,12 @@ impl Metrics {
             hook: hook.to_string(),
         };
         self.inner.hook_errors.get_or_create(&labels).inc();
+    }
+
+    /// Counts one review judged again on a fresh read: the caches are a moment behind, or
+    /// the denial stands. Most allowed reviews should never need one.
+    pub fn fresh_read(&self) {
+        self.inner.fresh_reads.inc();
     }
 
     /// Records how many policy hooks are loaded now.
