@@ -14,6 +14,14 @@ pub fn resolve(dir: &Path, rev: Option<&str>) -> Result<CommitSha, Failure> {
             dir.display()
         ))
     })?;
+    // gix says "the rev-spec is malformed and misses a ref name" for HEAD of a new repository.
+    if rev == "HEAD" && repo.head().is_ok_and(|head| head.is_unborn()) {
+        return Err(Failure::invalid(format!(
+            "the repository at {} has no commits yet: a release ships a commit, so commit the \
+             app first",
+            repo.workdir().unwrap_or(repo.git_dir()).display()
+        )));
+    }
     let id = repo
         .rev_parse_single(rev)
         .map_err(|e| Failure::invalid(describe_rev_error(rev, &e.to_string())))?;
@@ -74,6 +82,12 @@ mod tests {
             String::from_utf8(out.stdout).unwrap().trim().to_string()
         };
         git(&["init", "-q", "-b", "main"]);
+        let err = resolve(dir.path(), None).unwrap_err();
+        assert!(
+            err.message.contains("has no commits yet"),
+            "{}",
+            err.message
+        );
         git(&["commit", "-q", "--allow-empty", "-m", "one"]);
         let first = git(&["rev-parse", "HEAD"]);
         git(&["tag", "v1"]);

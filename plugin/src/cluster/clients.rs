@@ -117,12 +117,17 @@ impl Clients {
     /// Honours `--kubeconfig`, then `$KUBECONFIG` (a list of files, as kubectl reads it), then
     /// `~/.kube/config`.
     pub fn new(global: &KubeSettings) -> Result<Self> {
+        // Which kubeconfig to use is the caller's configuration: a wrong one is exit 2.
         let kubeconfig = match &global.kubeconfig {
-            Some(path) => Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?,
-            None => Kubeconfig::read().context(
-                "cannot read a kubeconfig from $KUBECONFIG or ~/.kube/config; pass --kubeconfig",
-            )?,
+            Some(path) => Kubeconfig::read_from(path).map_err(|e| {
+                Failure::invalid(format!("cannot read kubeconfig {}: {e}", path.display()))
+            })?,
+            None => Kubeconfig::read().map_err(|e| {
+                Failure::invalid(format!(
+                    "cannot read a kubeconfig from $KUBECONFIG or ~/.kube/config ({e}); \
+                     pass --kubeconfig"
+                ))
+            })?,
         };
         Ok(Clients {
             kubeconfig,
@@ -311,6 +316,28 @@ current-context: ctx-a
             manifests: None,
             require_verification: false,
             gitops: None,
+        }
+    }
+
+    #[test]
+    fn a_kubeconfig_that_cannot_be_read_is_a_config_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = dir.path().join("broken");
+        std::fs::write(&broken, "clusters: [unclosed").unwrap();
+        for path in [dir.path().join("missing"), broken] {
+            let err = Clients::new(&KubeSettings {
+                kubeconfig: Some(path.clone()),
+                ..Default::default()
+            })
+            .err()
+            .expect("no client from a kubeconfig that cannot be read");
+            let outcome = crate::domain::outcome_of(&err);
+            assert_eq!(outcome, crate::domain::Outcome::Invalid, "{err:#}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("cannot read kubeconfig {}: ", path.display())),
+                "{err:#}"
+            );
         }
     }
 
