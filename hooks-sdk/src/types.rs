@@ -117,7 +117,9 @@ pub struct HookRequest {
     pub history: Vec<ReleaseSummary>,
     /// Every object of the environment's manifests as the release will apply them (images
     /// pinned by digest, the app's labels added), in apply order; empty for an environment
-    /// that releases images only.
+    /// that releases images only. A Secret's `data` and `stringData` values read `***`: a
+    /// rule judges a Secret by its keys, type and metadata, and a hook's messages end up in
+    /// release records and CI logs, where no value may appear.
     #[serde(default)]
     pub objects: Vec<Value>,
     /// The Job objects the release runs (migrations before the rollout, verification after

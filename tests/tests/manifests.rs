@@ -1070,3 +1070,120 @@ async fn a_first_release_the_server_refuses_leaves_no_namespace_behind() {
     .await
     .expect("the namespace the refused release created is deleted again");
 }
+
+/// A hook that reads its whole request and denies when `value` is in it; when the masked key
+/// (`"password":"***"`) is, it allows with a warning saying so; otherwise it allows.
+fn looks_for(value: &str, masked_key: &str) -> String {
+    let escaped = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let found_value = r#"{"allowed":false,"message":"the request holds the Secret's value"}"#;
+    let found_key = r#"{"allowed":true,"warnings":["saw the key `password`, masked"]}"#;
+    let neither = r#"{"allowed":true}"#;
+    let segments = [
+        (64, value),
+        (128, masked_key),
+        (256, found_value),
+        (512, found_key),
+        (768, neither),
+    ];
+    let data: String = segments
+        .iter()
+        .map(|(at, text)| format!("  (data (i32.const {at}) \"{}\")\n", escaped(text)))
+        .collect();
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 8)
+{data}  (global $len (mut i32) (i32.const 0))
+  ;; Whether the `n` bytes at `needle` occur in the request (read to 4096).
+  (func $find (param $needle i32) (param $n i32) (result i32)
+    (local $i i32) (local $j i32)
+    (block $absent
+      (loop $next
+        (br_if $absent (i32.gt_u (i32.add (local.get $i) (local.get $n)) (global.get $len)))
+        (local.set $j (i32.const 0))
+        (block $differs
+          (loop $compare
+            (if (i32.eq (local.get $j) (local.get $n)) (then (return (i32.const 1))))
+            (br_if $differs (i32.ne
+              (i32.load8_u (i32.add (i32.const 4096) (i32.add (local.get $i) (local.get $j))))
+              (i32.load8_u (i32.add (local.get $needle) (local.get $j)))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $compare)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (i32.const 0))
+  (func $answer (param $at i32) (param $n i32)
+    (i32.store (i32.const 0) (local.get $at))
+    (i32.store (i32.const 4) (local.get $n))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+  (func (export "_start")
+    (block $eof (loop $more
+      (i32.store (i32.const 16) (i32.add (i32.const 4096) (global.get $len)))
+      (i32.store (i32.const 20) (i32.sub (i32.const 500000) (global.get $len)))
+      (br_if $eof (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)))
+      (br_if $eof (i32.eqz (i32.load (i32.const 24))))
+      (global.set $len (i32.add (global.get $len) (i32.load (i32.const 24))))
+      (br $more)))
+    (if (call $find (i32.const 64) (i32.const {value_len}))
+      (then (call $answer (i32.const 256) (i32.const {found_value_len})) (return)))
+    (if (call $find (i32.const 128) (i32.const {key_len}))
+      (then (call $answer (i32.const 512) (i32.const {found_key_len})) (return)))
+    (call $answer (i32.const 768) (i32.const {neither_len}))))
+"#,
+        value_len = value.len(),
+        key_len = masked_key.len(),
+        found_value_len = found_value.len(),
+        found_key_len = found_key.len(),
+        neither_len = neither.len(),
+    )
+}
+
+/// Hooks see a Secret's keys, never its values: what a hook says is stored in release records
+/// and printed in CI logs, so a hook that looks for the password in its request finds only
+/// `***`, while the Secret applied holds the real value.
+#[tokio::test(flavor = "multi_thread")]
+async fn hooks_see_a_secrets_keys_but_never_its_values() {
+    use k8s_openapi::api::core::v1::Secret;
+    use sha2::Digest as _;
+
+    let mut app = App::new("man-hook-secret", 0).await;
+    let ns = app.qa.name().to_string();
+    write_config(&app, &ns, "");
+    let wasm = wat::parse_str(looks_for("hunter2", r#""password":"***""#)).expect("valid WAT");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let module = dir.path().join("looks-for-the-password.wasm");
+    std::fs::write(&module, &wasm).expect("write the module");
+    let hooks = format!(
+        "hooks:\n  - name: looks-for-the-password\n    module: {}\n    sha256: {}\n",
+        module.display(),
+        hex::encode(sha2::Sha256::digest(&wasm))
+    );
+    let config = app.repo.path().join("release.yaml");
+    let text = std::fs::read_to_string(&config).expect("read release.yaml");
+    std::fs::write(&config, text + &hooks).expect("write release.yaml");
+    app.repo.write(
+        "kubernetes/qa/web.yaml",
+        &web_manifests(&app.image, 2, "info"),
+    );
+    app.repo.write(
+        "kubernetes/qa/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-db\nstringData:\n  password: hunter2\n",
+    );
+    commit_and_push(&mut app, "a secret").await;
+
+    let out = app.release(&["deploy", "qa", "-o", "json"]).await;
+    assert!(out.success(), "the hook found the value: {out}");
+    assert_eq!(report(&out)["outcome"], "succeeded", "{out}");
+    assert!(
+        out.stdout.contains("saw the key `password`, masked"),
+        "the hook saw the Secret, masked: {out}"
+    );
+    assert!(
+        !out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"),
+        "{out}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(app.env.client("admin").await, &ns);
+    let live = secrets.get("web-db").await.expect("the Secret applied");
+    assert_eq!(live.data.unwrap()["password"].0, b"hunter2");
+}

@@ -31,7 +31,8 @@ pub struct Facts<'a> {
     pub environments: Vec<EnvironmentState>,
     pub approvals: Vec<Approval>,
     pub history: &'a [Release],
-    /// The manifests' objects as they will be applied (empty without manifests).
+    /// The manifests' objects as they will be applied (empty without manifests); the request
+    /// masks Secret values.
     pub objects: Vec<serde_json::Value>,
     /// The Job objects the release runs.
     pub jobs: Vec<serde_json::Value>,
@@ -77,7 +78,11 @@ pub fn request(facts: Facts<'_>) -> HookRequest {
         environments: facts.environments,
         approvals: facts.approvals,
         history: facts.history.iter().take(10).map(summary).collect(),
-        objects: facts.objects,
+        objects: facts
+            .objects
+            .into_iter()
+            .map(super::manifest::for_hooks)
+            .collect(),
         jobs: facts.jobs,
     }
 }

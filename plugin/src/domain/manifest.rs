@@ -725,6 +725,16 @@ fn mask_secret_values(own: &mut Value, other: Option<&Value>, label: &str) {
     }
 }
 
+/// An object as hooks see it: a Secret's values replaced by `***`, keys kept. Hooks judge
+/// Secrets by their keys, type and metadata; what they say is stored in release records and
+/// printed in CI logs, where a value must never appear, whatever a hook echoes.
+pub fn for_hooks(mut object: Value) -> Value {
+    if object["apiVersion"] == "v1" && object["kind"] == "Secret" {
+        mask_secret_values(&mut object, None, "");
+    }
+    object
+}
+
 fn to_yaml(value: Option<&Value>) -> String {
     value
         .map(|v| serde_yaml_ng::to_string(&canonical(v)).unwrap_or_else(|e| format!("# {e}\n")))
@@ -1322,6 +1332,24 @@ mod tests {
         assert!(created.contains("+kind: Deployment"), "{created}");
         let pruned = diff(&id, Some(&live), None);
         assert!(pruned.contains("-kind: Deployment"), "{pruned}");
+    }
+
+    #[test]
+    fn hooks_see_a_secrets_keys_never_its_values() {
+        let secret = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+            "type": "Opaque", "data": {"password": "aHVudGVyMg=="}, "stringData": {"user": "web"},
+        });
+        let seen = for_hooks(secret);
+        assert_eq!(seen["data"]["password"], "***");
+        assert_eq!(seen["stringData"]["user"], "***");
+        assert_eq!(seen["type"], "Opaque");
+        assert_eq!(seen["metadata"]["name"], "db");
+        // Another kind, even one with a `data` map, is shown as it is.
+        let config = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "data": {"mode": "fast"},
+        });
+        assert_eq!(for_hooks(config.clone()), config);
     }
 
     #[test]
