@@ -1,6 +1,7 @@
 //! Watched caches of what the admission webhook judges by — the approval and release-record
 //! ConfigMaps, and the labels of namespaces — so that a review reads memory, not the API server
-//! (kube-runtime's reflector, with backoff).
+//! (kube-runtime's watcher, with backoff: approvals and records parsed into an index by app and
+//! environment, namespace labels in a reflector's store).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
