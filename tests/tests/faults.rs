@@ -417,9 +417,21 @@ async fn an_unreadable_record_holding_the_next_revision_stops_the_deploy_and_nam
         )) && out.stderr.contains(&fix),
         "the error names the record in the way and how to clear it: {out}"
     );
-    // Nothing changed: qa still runs the first commit, and its record is still the only one.
+    // Nothing changed: qa still runs the first commit, no record was added, and the record in
+    // the way is as it was written.
     wait_for_pods_on(&app, &qa, "web", 3, &app.digests[&first]).await;
     let configmaps: Api<ConfigMap> = Api::namespaced(admin.clone(), &qa);
+    let selector = kubectl_release_tests::records::records_selector(APP, QA);
+    let mut names: Vec<String> = configmaps
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .expect("list the records")
+        .items
+        .into_iter()
+        .filter_map(|cm| cm.metadata.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, [record_name(APP, QA, 1), taken.clone()]);
     let broken = configmaps
         .get(&taken)
         .await

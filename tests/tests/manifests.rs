@@ -1095,7 +1095,7 @@ fn looks_for(value: &str, masked_key: &str) -> String {
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 8)
 {data}  (global $len (mut i32) (i32.const 0))
-  ;; Whether the `n` bytes at `needle` occur in the request (read to 4096).
+  ;; Whether the `n` bytes at `needle` occur in the request (read into memory at 4096).
   (func $find (param $needle i32) (param $n i32) (result i32)
     (local $i i32) (local $j i32)
     (block $absent

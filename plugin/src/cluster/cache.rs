@@ -284,7 +284,7 @@ mod tests {
         assert_eq!(values(&groups, "web", "qa"), [2]);
         assert_eq!(values(&groups, "api", "qa"), [3, 11]);
 
-        // A version that cannot be read takes the readable one it replaces with it.
+        // A version that cannot be read drops the object: the readable one before it is gone.
         groups.apply(&cm("b", "web", "qa", "not a number"), read);
         assert!(values(&groups, "web", "qa").is_empty());
         assert!(
