@@ -152,6 +152,13 @@ async fn a_deploy_is_one_commit_with_trailers_and_changes_nothing_until_applied(
     let status = json(&app.release(&["status", "production", "-o", "json"]).await);
     let details = status[0]["driftDetails"].to_string();
     assert!(!details.contains("Git pins"), "{status}");
+    // The controller's workloads carry no commit annotation (only the digest is in Git); they
+    // run the recorded commit because they run exactly what Git pins and that record wrote.
+    assert_eq!(status[0]["drift"], false, "{status}");
+    assert_eq!(status[0]["liveCommit"], second.as_str(), "{status}");
+    let placed = app.release(&["where", &second]).await;
+    assert!(placed.success(), "{placed}");
+    assert!(placed.stdout.contains("runs in: production"), "{placed}");
     let again = app
         .release(&["deploy", "production", &second, "-o", "json"])
         .await;

@@ -141,6 +141,11 @@ pub async fn collect(
                     Err(why) => status.config_unchecked = Some(why),
                 }
             }
+            if env.gitops.is_some() {
+                status.live_commit =
+                    crate::domain::status::gitops_live_commit(&status, newest.as_ref())
+                        .or(status.live_commit);
+            }
             Ok::<_, anyhow::Error>(status)
         }
     });

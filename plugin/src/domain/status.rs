@@ -27,7 +27,8 @@ pub struct EnvStatus {
     pub desired: i64,
     pub released_at: Option<String>,
     pub released_by: Option<String>,
-    /// The commit the workloads are annotated with, when they all agree.
+    /// The commit the workloads are annotated with, when they all agree; in a GitOps
+    /// environment, the one [`gitops_live_commit`] infers.
     pub live_commit: Option<String>,
     /// Live images differ from the newest record (someone changed them by hand, or a release failed).
     pub drift: bool,
@@ -65,6 +66,19 @@ pub fn git_drift(git: &[String], live: &[String]) -> Option<String> {
             }
         )
     })
+}
+
+/// The commit a GitOps environment runs. Its controller applies the repository, which pins
+/// digests but carries no commit annotation, so the workloads cannot say (and an annotation left
+/// from before the environment moved to Git would name an older commit). They run the newest
+/// record's commit when the cluster runs exactly the images Git pins and that record wrote:
+/// `status` has been filled in with the Git images and every drift check.
+pub fn gitops_live_commit(status: &EnvStatus, newest: Option<&Release>) -> Option<String> {
+    let git = status.git_images.as_ref()?;
+    let agree = !status.drift && !git.is_empty() && git_drift(git, &status.images).is_none();
+    agree
+        .then(|| newest?.commit.as_ref().map(ToString::to_string))
+        .flatten()
 }
 
 /// Ready and desired pods of one workload (CronJobs count as 0/0: nothing runs between jobs).
@@ -179,6 +193,41 @@ mod tests {
         let s = env_status("qa", "ns", REPO, &live, Some(&record("r/web@sha256:a")));
         assert!(!s.drift, "{:?}", s.drift_details);
         assert_eq!(s.revision, Some(3));
+    }
+
+    #[test]
+    fn a_gitops_environment_runs_the_records_commit_only_when_cluster_git_and_record_agree() {
+        let pinned = "r/web@sha256:a";
+        let sha = "3727737a469c40ec6fa6d9cb52d5f38c08d0d37b";
+        let release = Release {
+            commit: Some(crate::domain::CommitSha::parse_full(sha).unwrap()),
+            ..record(pinned)
+        };
+        let commit = Some(sha.to_string());
+        let status = |live: &str, git: &[&str]| {
+            let live = vec![workload(Kind::Deployment, "web", &[("web", live)])];
+            let mut s = env_status("eu", "ns", REPO, &live, Some(&release));
+            s.git_images = Some(git.iter().map(ToString::to_string).collect());
+            if let Some(d) = git_drift(s.git_images.as_ref().unwrap(), &s.images) {
+                s.drift = true;
+                s.drift_details.push(d);
+            }
+            s
+        };
+        assert_eq!(
+            gitops_live_commit(&status(pinned, &[pinned]), Some(&release)),
+            commit
+        );
+        // The controller has not applied the release yet, or someone changed the cluster.
+        let behind = status("r/web@sha256:old", &[pinned]);
+        assert_eq!(gitops_live_commit(&behind, Some(&release)), None);
+        // Git was edited by hand past the record.
+        let edited = status(pinned, &["r/web@sha256:b"]);
+        assert_eq!(gitops_live_commit(&edited, Some(&release)), None);
+        assert_eq!(gitops_live_commit(&status(pinned, &[pinned]), None), None);
+        let mut not_gitops = status(pinned, &[pinned]);
+        not_gitops.git_images = None;
+        assert_eq!(gitops_live_commit(&not_gitops, Some(&release)), None);
     }
 
     #[test]
