@@ -4,17 +4,27 @@
 
 /// `error: …` and one `  caused by: …` line per cause not already in the line above it.
 pub fn error_text(err: &anyhow::Error) -> String {
-    let mut out = format!("error: {err}");
-    let mut said = err.to_string();
+    format!("error: {}", said(err).join("\n  caused by: "))
+}
+
+/// The same on one line, the parts joined by `: ` as `{:#}` would (for a report's or a record's
+/// `message`), without the repeats.
+pub fn one_line(err: &anyhow::Error) -> String {
+    said(err).join(": ")
+}
+
+/// The message, then each cause not already in the one before it.
+fn said(err: &anyhow::Error) -> Vec<String> {
+    let mut parts = vec![err.to_string()];
+    let mut last = parts[0].clone();
     for cause in err.chain().skip(1) {
         let cause = cause.to_string();
-        if !said.contains(&cause) {
-            out.push_str("\n  caused by: ");
-            out.push_str(&cause);
+        if !last.contains(&cause) {
+            parts.push(cause.clone());
         }
-        said = cause;
+        last = cause;
     }
-    out
+    parts
 }
 
 #[cfg(test)]
@@ -38,6 +48,21 @@ mod tests {
         assert_eq!(
             error_text(&err),
             "error: cannot load the certificate\n  caused by: cannot read /x: entity not found"
+        );
+    }
+
+    #[test]
+    fn one_line_says_each_cause_once_as_the_terminal_does() {
+        let err = Err::<(), _>(ReadError(missing()))
+            .context("cannot load the certificate")
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "cannot load the certificate: cannot read /x: entity not found: entity not found"
+        );
+        assert_eq!(
+            one_line(&err),
+            "cannot load the certificate: cannot read /x: entity not found"
         );
     }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 
 use crate::artifacts::oci_modules::ModuleStore;
+use crate::cli::error_text::one_line;
 use crate::cli::{GenerateArgs, GlobalArgs};
 use crate::cluster::Clients;
 use crate::config::{self, Environment, HookConfig, ReleaseConfig};
@@ -91,9 +92,11 @@ impl Generators {
         if let Some(clients) = &self.clients {
             let target = clients.target(env).await.map_err(|e| {
                 Failure::invalid(format!(
-                    "{}/{}: cannot reach the cluster to read its policy ({e:#}); \
+                    "{}/{}: cannot reach the cluster to read its policy ({}); \
                      pass --offline to generate with release.yaml's generator only",
-                    cfg.app, env.name
+                    cfg.app,
+                    env.name,
+                    one_line(&e)
                 ))
             })?;
             if let Some(mandated) = policy::load_for(&target).await?.generator {

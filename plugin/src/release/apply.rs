@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::cli::error_text::one_line;
 use crate::cluster::{EnvGateway, Stamp, WaitFailure};
 use crate::domain::{ContainerChange, Workload, WorkloadRef, plan};
 use crate::progress::Progress;
@@ -59,7 +60,7 @@ pub async fn apply_all<G: EnvGateway>(
             Err(e) => {
                 let stopped = Stopped::Refused {
                     object: w.id.to_string(),
-                    reason: format!("{e:#}"),
+                    reason: one_line(&e),
                 };
                 return Err((stopped, patched));
             }
@@ -93,7 +94,9 @@ pub async fn undo<G: EnvGateway>(
         };
         match gateway.patch(w, mine, stamp, false).await {
             Ok(object) => reverted.push(object),
-            Err(e) => return Err(format!("cannot restore {}: {e:#}", w.id)),
+            Err(e) => {
+                return Err(format!("cannot restore {}: {}", w.id, one_line(&e)));
+            }
         }
     }
     gateway
@@ -135,7 +138,7 @@ pub async fn apply_set<G: EnvGateway>(
     let mut kinds = staged.previous_kinds.clone();
     kinds.extend(staged.kinds.iter().cloned());
     if let Err(e) = gateway.write_applyset(&kinds).await {
-        let reason = format!("{e:#}");
+        let reason = one_line(&e);
         let object = "the ApplySet parent".to_string();
         return Err((Stopped::Refused { object, reason }, Vec::new()));
     }
@@ -157,7 +160,7 @@ pub async fn apply_set<G: EnvGateway>(
                 }
             }
             Err(e) => {
-                let reason = format!("{e:#}");
+                let reason = one_line(&e);
                 return Err((
                     Stopped::Refused {
                         object: id.to_string(),
@@ -178,13 +181,16 @@ pub async fn prune<G: EnvGateway>(gateway: &G, staged: &Staged) -> Vec<String> {
     for id in &staged.prune {
         match gateway.delete_object(id).await {
             Ok(()) => Progress::new().say(&format!("pruned {id}: no longer in {}", staged.path)),
-            Err(e) => problems.push(format!("could not prune {id}: {e:#}")),
+            Err(e) => problems.push(format!("could not prune {id}: {}", one_line(&e))),
         }
     }
     if problems.is_empty()
         && let Err(e) = gateway.write_applyset(&staged.kinds).await
     {
-        problems.push(format!("could not update the ApplySet parent: {e:#}"));
+        problems.push(format!(
+            "could not update the ApplySet parent: {}",
+            one_line(&e)
+        ));
     }
     problems
 }
@@ -206,16 +212,18 @@ pub async fn undo_set<G: EnvGateway>(
             continue;
         }
         let Some(before) = manifests::restoring(o) else {
-            gateway
-                .delete_object(&id)
-                .await
-                .map_err(|e| format!("cannot delete {id}, which this release created: {e:#}"))?;
+            gateway.delete_object(&id).await.map_err(|e| {
+                format!(
+                    "cannot delete {id}, which this release created: {}",
+                    one_line(&e)
+                )
+            })?;
             continue;
         };
         let object = gateway
             .apply_object(&before, false, true)
             .await
-            .map_err(|e| format!("cannot restore {id}: {e:#}"))?;
+            .map_err(|e| format!("cannot restore {id}: {}", one_line(&e)))?;
         if let Some(w) = manifests::as_workload(&id, &object) {
             let wanted = w.containers().into_iter().map(|c| c.image).collect();
             images.insert(w.id.clone(), wanted);

@@ -2,6 +2,7 @@
 //! newest release applied. The release's manifests are rendered again at its commit with its
 //! images (the same bytes it applied) and every field they set is compared with the live object.
 
+use crate::cli::error_text::one_line;
 use crate::cluster::EnvTarget;
 use crate::cluster::objects::Objects;
 use crate::config::{Environment, ReleaseConfig};
@@ -36,7 +37,7 @@ pub async fn config_drift(
     let mut drift = Vec::new();
     for m in &desired.objects {
         let id = m.id();
-        match objects.get(&id).await.map_err(|e| format!("{e:#}"))? {
+        match objects.get(&id).await.map_err(|e| one_line(&e))? {
             None => drift.push(format!(
                 "{id}: missing (revision {} applied it)",
                 newest.revision

@@ -19,6 +19,7 @@ use super::jobs::{self, Jobs};
 use super::journal::{self, Journal};
 use super::manifests::{self, Staged};
 use super::{Context, Intent, Interrupt, Options, Report, Wanted};
+use crate::cli::error_text::one_line;
 use crate::cluster::{EnvGateway, EnvSnapshot, Stamp, WaitFailure};
 use crate::domain::hook_request::Facts;
 use crate::domain::job::{JobOutcome, JobPhase, JobRun};
@@ -51,7 +52,7 @@ impl Ran {
     /// A release that stopped before any change: the error's outcome (`error` when it names
     /// none) and its words.
     fn stopped(report: Report, err: anyhow::Error) -> Ran {
-        let failure = Failure::new(crate::domain::outcome_of(&err), format!("{err:#}"));
+        let failure = Failure::new(crate::domain::outcome_of(&err), one_line(&err));
         Ran::fail(report, failure)
     }
 }
@@ -109,8 +110,9 @@ pub async fn run<G: EnvGateway>(
                 .warnings
                 .retain(|w| !w.starts_with("created namespace")),
             Err(e) => ran.report.warnings.push(format!(
-                "could not delete namespace {} again, which this release created: {e:#}",
-                ctx.namespace
+                "could not delete namespace {} again, which this release created: {}",
+                ctx.namespace,
+                one_line(&e)
             )),
         }
     }
@@ -606,7 +608,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             }
             Err(e) => report
                 .warnings
-                .push(format!("post-deploy hooks could not run: {e:#}")),
+                .push(format!("post-deploy hooks could not run: {}", one_line(&e))),
         }
         journal
             .finish(Outcome::Succeeded, "", &report.hooks, &report.warnings)
@@ -648,7 +650,7 @@ impl<G: EnvGateway> Step<'_, '_, G> {
             };
             let (outcome, reason, log_tail) = match ended {
                 Some(Ok(end)) => (end.outcome, end.reason, end.log_tail),
-                Some(Err(e)) => (JobOutcome::Failed, format!("{e:#}"), Vec::new()),
+                Some(Err(e)) => (JobOutcome::Failed, one_line(&e), Vec::new()),
                 None => (
                     JobOutcome::Interrupted,
                     format!(

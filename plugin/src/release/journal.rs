@@ -2,6 +2,7 @@
 //! updated as workloads change, and finished with a definite outcome on every path. Like a
 //! write-ahead log: say what you are about to do, do it, say how it ended.
 
+use crate::cli::error_text::one_line;
 use crate::cluster::EnvGateway;
 use crate::domain::{Outcome, Release, Verdict, WorkloadRef};
 
@@ -91,11 +92,12 @@ impl<'g, G: EnvGateway> Journal<'g, G> {
         if let Err(e) = self.gateway.update_record(&self.record).await {
             tracing::warn!(
                 revision = self.record.revision,
-                "cannot update the release record: {e:#}"
+                "cannot update the release record: {}",
+                one_line(&e)
             );
             self.problems.push(format!(
-                "the record of revision {} could not be updated ({e:#}); the next release of this app and environment finishes it",
-                self.record.revision
+                "the record of revision {} could not be updated ({}); the next release of this app and environment finishes it",
+                self.record.revision, one_line(&e)
             ));
         }
     }
@@ -122,8 +124,9 @@ pub async fn close_abandoned<G: EnvGateway>(
             crate::domain::record::describe_applied(record)
         )),
         Err(e) => Some(format!(
-            "revision {} was left in progress by a run that stopped and could not be closed: {e:#}",
-            record.revision
+            "revision {} was left in progress by a run that stopped and could not be closed: {}",
+            record.revision,
+            one_line(&e)
         )),
     }
 }

@@ -18,6 +18,7 @@ use hooks_sdk::Phase;
 use serde::Deserialize;
 
 use crate::artifacts::oci_modules::{FetchedModule, ModuleRef, ModuleStore};
+use crate::cli::error_text::one_line;
 use crate::cluster::{self, EnvTarget};
 use crate::config::locate::{self, Seg};
 use crate::config::{
@@ -421,7 +422,7 @@ pub async fn load_for(target: &EnvTarget) -> Result<Policy> {
         cluster::policy::namespace_labels(target).await.map_err(|e| {
             Failure::new(
                 Outcome::Denied,
-                format!("the cluster policy selects namespaces by label, but the labels of `{}` cannot be read ({e:#}); the release is denied", target.namespace),
+                format!("the cluster policy selects namespaces by label, but the labels of `{}` cannot be read ({}); the release is denied", target.namespace, one_line(&e)),
             )
         })?
     } else {

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::Intent;
+use crate::cli::error_text::one_line;
 use crate::domain::{ContainerChange, Failure, Outcome, ReleaseKind, Verdict, plan};
 use crate::output;
 
@@ -74,7 +75,7 @@ impl Report {
         let intent = Intent::new(kind);
         let mut report = Report::new(app, environment, &intent);
         report.outcome = crate::domain::outcome_of(err);
-        report.message = format!("{err:#}");
+        report.message = one_line(err);
         report
     }
 

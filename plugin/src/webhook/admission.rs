@@ -17,6 +17,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use super::metrics::Metrics;
 use super::server::Admit;
 use crate::artifacts::oci_modules::ModuleStore;
+use crate::cli::error_text::one_line;
 use crate::cluster::approvals::{self, Approvals};
 use crate::cluster::cache::{Judged, NamespaceLabels};
 use crate::cluster::records::Records;
@@ -129,7 +130,8 @@ impl Admission {
         while changes.next().await.is_some() {
             if let Err(e) = self.load_policy().await {
                 tracing::warn!(
-                    "the changed cluster policy cannot be used; the previous one stays in force: {e:#}"
+                    "the changed cluster policy cannot be used; the previous one stays in force: {}",
+                    one_line(&e)
                 );
             }
         }
@@ -330,7 +332,7 @@ impl FreshReads {
                     let result = read()
                         .await
                         .map(Arc::new)
-                        .map_err(|e| Arc::new(format!("{e:#}")));
+                        .map_err(|e| Arc::new(one_line(&e)));
                     *last = Some((started, result.clone()));
                     result
                 }
@@ -390,7 +392,8 @@ impl Admit for Admission {
             "/workloads" => self.workload(&request).await.unwrap_or_else(|e| {
                 // The webhook could not judge: refusing is what failurePolicy: Fail would do.
                 AdmissionResponse::from(&request).deny(format!(
-                    "kubectl-release webhook cannot judge this change: {e:#}"
+                    "kubectl-release webhook cannot judge this change: {}",
+                    one_line(&e)
                 ))
             }),
             other => {
