@@ -90,7 +90,10 @@ async fn an_api_server_nobody_listens_for_is_named_with_each_cause_once_in_the_r
     assert_eq!(report["outcome"], "error", "{out}");
     let message = report["message"].as_str().unwrap();
     assert!(message.contains("cannot reach the API server"), "{message}");
-    assert!(message.contains(&server), "does not name {server}: {message}");
+    assert!(
+        message.contains(&server),
+        "does not name {server}: {message}"
+    );
     assert!(message.contains("Connection refused"), "{message}");
     // The HTTP client's error says its cause and chains it too: the report says it once.
     let parts: Vec<&str> = message.split(": ").collect();

@@ -36,7 +36,10 @@ pub async fn test(global: &GlobalArgs, args: &HooksTestArgs) -> Result<Outcome> 
     let hook = blocking(move || engine.load_unpinned(&name, &module, HookLimits::default()))
         .await?
         .map_err(|e| match e {
-            HookError::UnreadableModule { .. } => Failure::invalid(e.to_string()),
+            // The module is this command's input: one that cannot be run is a usage error.
+            HookError::UnreadableModule { .. }
+            | HookError::Compile { .. }
+            | HookError::NotACommand { .. } => Failure::invalid(e.to_string()),
             other => Failure::new(Outcome::Error, other.to_string()),
         })?;
     if global.verbose > 0 {
@@ -345,6 +348,27 @@ fn read_request(path: &Path) -> Result<HookRequest> {
     } else {
         value
     };
+    // Read here first so that a missing field is named against the file, not the hook's stdin;
+    // the SDK then checks the version as the hook will. Another version is said as such, not as
+    // the fields it lacks.
+    if let Some(version) = document
+        .get("apiVersion")
+        .and_then(serde_json::Value::as_str)
+        && version != hooks_sdk::API_VERSION
+    {
+        return Err(Failure::invalid(format!(
+            "{}: unsupported apiVersion `{version}`: this plugin's hooks read `{}`",
+            path.display(),
+            hooks_sdk::API_VERSION
+        ))
+        .into());
+    }
+    serde_json::from_value::<HookRequest>(document.clone()).map_err(|e| {
+        Failure::invalid(format!(
+            "{} is not a HookRequest: {e} (the conformance fixtures in example-hooks/conformance are examples)",
+            path.display()
+        ))
+    })?;
     let bytes = serde_json::to_vec(&document)?;
     hooks_sdk::guest::read_request(&bytes)
         .map_err(|e| Failure::invalid(format!("{}: {e}", path.display())).into())
