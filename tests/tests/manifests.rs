@@ -637,6 +637,13 @@ async fn rollback_restores_the_old_config() {
 
     let out = app.release(&["rollback", "qa", "-o", "json"]).await;
     assert!(out.success(), "{out}");
+    // The checkout is at B, which differs from A by what B committed: nothing to warn about.
+    assert!(
+        !report(&out)["warnings"]
+            .to_string()
+            .contains("not in commit"),
+        "{out}"
+    );
     assert_eq!(log_level(&app, &ns).await, "info");
     assert_eq!(greeting(&app, &ns, "web-config").await, "hello");
     let d = app.deployment(&ns, "web").await;

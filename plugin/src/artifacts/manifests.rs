@@ -38,9 +38,11 @@ pub struct AtCommit {
     /// Whether `sources` is a kustomization's build (one source) rather than the directory's
     /// own files.
     pub kustomized: bool,
-    /// Paths (relative to the release.yaml directory) under the manifests directory whose
-    /// working-tree content differs from the commit: added, changed or deleted. These are not
-    /// deployed; the caller warns.
+    /// When the commit is the checkout's HEAD: paths (relative to the release.yaml directory)
+    /// under the manifests directory whose working-tree content differs from it (added, changed
+    /// or deleted), edits that are not deployed; the caller warns. Releasing another commit
+    /// (a tag, a rollback, a promotion) leaves it empty: the working tree differs from that
+    /// commit by what was committed since, which is no mistake to warn about.
     pub uncommitted: Vec<String>,
 }
 
@@ -77,7 +79,14 @@ pub fn read_at_commit(
     } else {
         plain_sources(&repo, &files, &label, commit)?
     };
-    let uncommitted = uncommitted(&repo, &files, &config_dir.join(manifests), &label);
+    let at_head = repo
+        .head_id()
+        .is_ok_and(|head| head.to_string() == commit.as_str());
+    let uncommitted = if at_head {
+        uncommitted(&repo, &files, &config_dir.join(manifests), &label)
+    } else {
+        Vec::new()
+    };
     Ok(AtCommit {
         sources,
         kustomized,
@@ -606,7 +615,7 @@ mod tests {
         repo.write("kubernetes/qa/nested/d.yaml", "kind: D\n");
         let old = repo.commit("one");
         repo.write("kubernetes/qa/b.yaml", "kind: B\nversion: new\n");
-        repo.commit("two");
+        let head = repo.commit("two");
         repo.write("kubernetes/qa/a.yml", "kind: A\nversion: dirty\n");
 
         let read = read_at_commit(repo.path(), &old, Path::new("kubernetes/qa")).unwrap();
@@ -621,10 +630,14 @@ mod tests {
         assert_eq!(read.sources[0].text, "kind: A\n");
         assert_eq!(read.sources[1].text, "kind: B\nversion: old\n");
         assert_eq!(read.sources[2].text, "{\"kind\": \"C\"}\n");
-        assert_eq!(
-            read.uncommitted,
-            ["kubernetes/qa/a.yml", "kubernetes/qa/b.yaml"]
+        assert!(
+            read.uncommitted.is_empty(),
+            "b.yaml changed in a later commit and a.yml is an edit of HEAD, neither missing from \
+             the older commit by mistake: {:?}",
+            read.uncommitted
         );
+        let at_head = read_at_commit(repo.path(), &head, Path::new("kubernetes/qa")).unwrap();
+        assert_eq!(at_head.uncommitted, ["kubernetes/qa/a.yml"]);
 
         let spelled = read_at_commit(repo.path(), &old, Path::new("./kubernetes/qa/")).unwrap();
         assert_eq!(spelled.sources, read.sources);
