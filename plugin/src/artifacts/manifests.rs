@@ -79,9 +79,8 @@ pub fn read_at_commit(
     } else {
         plain_sources(&repo, &files, &label, commit)?
     };
-    let at_head = repo
-        .head_id()
-        .is_ok_and(|head| head.to_string() == commit.as_str());
+    let at_head = gix::ObjectId::from_hex(commit.as_str().as_bytes())
+        .is_ok_and(|id| repo.head_id().is_ok_and(|head| head.detach() == id));
     let uncommitted = if at_head {
         uncommitted(&repo, &files, &config_dir.join(manifests), &label)
     } else {
