@@ -555,6 +555,41 @@ async fn bad_manifests_change_nothing_and_name_file_and_line() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_deployer_who_may_not_read_namespaces_releases_into_one_that_exists() {
+    use kubectl_release_tests::{deployer_rules, grant, rule, setup_policy_rbac};
+    let mut app = App::new("man-nsrights", 0).await;
+    let ns = app.qa.name().to_string();
+    // createNamespace for an environment whose namespace exists: the release only has to know
+    // that, and a user whose rights end at the namespace cannot read Namespace objects.
+    write_config(&app, &ns, "    createNamespace: true\n");
+    app.repo.write(
+        "kubernetes/qa/web.yaml",
+        &web_manifests(&app.image, 1, "info"),
+    );
+    let commit = commit_and_push(&mut app, "manifests").await;
+    setup_policy_rbac(app.env).await;
+    let mut rules = deployer_rules(&["deployments"]);
+    let write = [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ];
+    rules.push(rule("", &["services"], &write));
+    rules.push(rule("apps", &["deployments"], &write));
+    grant(app.env, &ns, "developer", "deployer", rules).await;
+
+    let out = app
+        .release_as("developer", &["deploy", "qa", "-o", "json"])
+        .await;
+    assert!(out.success(), "{out}");
+    let rep = report(&out);
+    assert_eq!(rep["outcome"], "succeeded", "{out}");
+    assert_eq!(rep["commit"], commit.as_str(), "{out}");
+    assert!(
+        !rep["warnings"].to_string().contains("created namespace"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn uncommitted_manifest_edits_are_not_deployed() {
     let mut app = App::new("man-dirty", 0).await;
     let ns = app.qa.name().to_string();

@@ -15,16 +15,26 @@ pub fn one_line(err: &anyhow::Error) -> String {
 
 /// The message, then each cause not already in the one before it.
 fn said(err: &anyhow::Error) -> Vec<String> {
-    let mut parts = vec![err.to_string()];
-    let mut last = parts[0].clone();
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !last.contains(&cause) {
+    let mut parts: Vec<String> = Vec::new();
+    let mut last = String::new();
+    for cause in err.chain() {
+        let cause = words(cause);
+        if parts.is_empty() || !last.contains(&cause) {
             parts.push(cause.clone());
         }
         last = cause;
     }
     parts
+}
+
+/// One error's own words. The API server's refusals are said as it words them (`services "web"
+/// is forbidden: User "dev" cannot get …: Forbidden`): kube's own text for them carries a debug
+/// dump of the whole Status after the message.
+fn words(err: &(dyn std::error::Error + 'static)) -> String {
+    match err.downcast_ref::<kube::Error>() {
+        Some(kube::Error::Api(status)) => status.to_string(),
+        _ => err.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -63,6 +73,27 @@ mod tests {
         assert_eq!(
             one_line(&err),
             "cannot load the certificate: cannot read /x: entity not found"
+        );
+    }
+
+    #[test]
+    fn an_api_servers_refusal_is_said_in_its_words_without_the_status_dump() {
+        let status = kube::core::Status {
+            message: "services \"web\" is forbidden: User \"dev\" cannot get resource".into(),
+            reason: "Forbidden".into(),
+            code: 403,
+            ..Default::default()
+        };
+        let err = Err::<(), _>(kube::Error::Api(Box::new(status)))
+            .context("cannot read Service/web")
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("Status {"),
+            "kube's own text: {err:#}"
+        );
+        assert_eq!(
+            one_line(&err),
+            "cannot read Service/web: services \"web\" is forbidden: User \"dev\" cannot get resource: Forbidden"
         );
     }
 

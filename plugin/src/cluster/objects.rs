@@ -173,14 +173,19 @@ impl Objects {
         }
     }
 
-    /// Whether the namespace exists.
+    /// Whether the namespace exists. A user whose rights end at the namespace (most deployers)
+    /// may not read Namespace objects: then it is taken to exist, since such a user could not
+    /// create it either, and if it is missing the release's first write there says so.
     pub async fn namespace_exists(&self) -> Result<bool> {
         let api = Api::<Namespace>::all(self.client.clone());
-        Ok(api
-            .get_opt(&self.namespace)
-            .await
-            .with_context(|| format!("cannot read namespace {}", self.namespace))?
-            .is_some())
+        match api.get_opt(&self.namespace).await {
+            Ok(found) => Ok(found.is_some()),
+            Err(kube::Error::Api(e)) if e.code == 403 => Ok(true),
+            Err(e) => {
+                Err(anyhow::Error::new(e)
+                    .context(format!("cannot read namespace {}", self.namespace)))
+            }
+        }
     }
 
     /// Deletes the namespace (one this run created and left empty).
