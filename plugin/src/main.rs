@@ -4,9 +4,9 @@ use std::io::Write;
 use std::process::ExitCode as ProcessExit;
 
 use clap::Parser;
-use kubectl_release::cli::error_text::error_text;
 use kubectl_release::cli::exit::ExitCode;
 use kubectl_release::cli::{Cli, signals};
+use kubectl_release::domain::error_text::error_text;
 use kubectl_release::domain::outcome_of;
 
 fn main() -> ProcessExit {

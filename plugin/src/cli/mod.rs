@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub mod error_text;
 pub mod exit;
 pub mod signals;
 

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 
 use crate::artifacts::oci_modules::ModuleStore;
-use crate::cli::error_text::one_line;
 use crate::cli::{GenerateArgs, GlobalArgs};
 use crate::cluster::Clients;
 use crate::config::{self, Environment, HookConfig, ReleaseConfig};
+use crate::domain::error_text::one_line;
 use crate::domain::{Failure, Outcome, spec};
 use crate::hooks::{HookEngine, LoadedHook};
 use crate::release::{generated, policy};

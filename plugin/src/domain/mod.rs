@@ -14,6 +14,7 @@ pub mod admission;
 pub mod approvals;
 pub mod attestation;
 pub mod commit;
+pub mod error_text;
 pub mod export;
 pub mod failure;
 pub mod gitops;

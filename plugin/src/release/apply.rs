@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::cli::error_text::one_line;
 use crate::cluster::{EnvGateway, Stamp, WaitFailure};
+use crate::domain::error_text::one_line;
 use crate::domain::{ContainerChange, Workload, WorkloadRef, plan};
 use crate::progress::Progress;
 

@@ -2,10 +2,10 @@
 //! newest release applied. The release's manifests are rendered again at its commit with its
 //! images (the same bytes it applied) and every field they set is compared with the live object.
 
-use crate::cli::error_text::one_line;
 use crate::cluster::EnvTarget;
 use crate::cluster::objects::Objects;
 use crate::config::{Environment, ReleaseConfig};
+use crate::domain::error_text::one_line;
 use crate::domain::{Outcome, Release, manifest};
 
 use super::manifests::{Pins, render};

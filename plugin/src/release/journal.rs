@@ -2,8 +2,8 @@
 //! updated as workloads change, and finished with a definite outcome on every path. Like a
 //! write-ahead log: say what you are about to do, do it, say how it ended.
 
-use crate::cli::error_text::one_line;
 use crate::cluster::EnvGateway;
+use crate::domain::error_text::one_line;
 use crate::domain::{Outcome, Release, Verdict, WorkloadRef};
 
 /// A release's record and the gateway it is written through.

@@ -18,12 +18,12 @@ use hooks_sdk::Phase;
 use serde::Deserialize;
 
 use crate::artifacts::oci_modules::{FetchedModule, ModuleRef, ModuleStore};
-use crate::cli::error_text::one_line;
 use crate::cluster::{self, EnvTarget};
 use crate::config::locate::{self, Seg};
 use crate::config::{
     FailurePolicy, HookConfig, HookLimits, Need, parse_positive_duration, parse_quantity,
 };
+use crate::domain::error_text::one_line;
 use crate::domain::{Failure, Outcome, yaml_syntax};
 
 pub const NAMESPACE: &str = "kubectl-release-system";

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::Intent;
-use crate::cli::error_text::one_line;
+use crate::domain::error_text::one_line;
 use crate::domain::{ContainerChange, Failure, Outcome, ReleaseKind, Verdict, plan};
 use crate::output;
 

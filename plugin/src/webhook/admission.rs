@@ -17,12 +17,12 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use super::metrics::Metrics;
 use super::server::Admit;
 use crate::artifacts::oci_modules::ModuleStore;
-use crate::cli::error_text::one_line;
 use crate::cluster::approvals::{self, Approvals};
 use crate::cluster::cache::{Judged, NamespaceLabels};
 use crate::cluster::records::Records;
 use crate::domain::admission::{self as decide, Requester};
 use crate::domain::attestation::{self, Attested};
+use crate::domain::error_text::one_line;
 use crate::hooks::{LoadedHook, PhaseReport};
 use crate::release::gate::{load_hook, shared_engine};
 use crate::release::policy::{self, PolicyHook};

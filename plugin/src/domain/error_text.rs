@@ -1,6 +1,6 @@
-//! How an error reaches the terminal: its message, then each cause the message does not
-//! already say. Errors that print their source (`cannot read x: No such file`) and also chain
-//! it would otherwise show the same cause twice.
+//! How an error reads, on the terminal and in reports, records and admission answers: its
+//! message, then each cause the message does not already say. Errors that print their source
+//! (`cannot read x: No such file`) and also chain it would otherwise show the same cause twice.
 
 /// `error: …` and one `  caused by: …` line per cause not already in the line above it.
 pub fn error_text(err: &anyhow::Error) -> String {
