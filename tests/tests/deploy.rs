@@ -354,7 +354,21 @@ async fn status_where_and_history_in_table_and_json() {
     let head = app.repo.head();
     app.release(&["deploy", "qa"]).await.assert_success();
 
-    let table = app.release(&["status"]).await.assert_success().stdout;
+    let out = app.release(&["status"]).await.assert_success();
+    // Production has nothing released, but its namespace exists: nothing to warn about.
+    assert!(!out.stderr.contains("does not exist"), "{out}");
+    // A misspelled namespace is named, not shown as an environment nobody released to.
+    let missing = format!("{}-typo", app.qa.name());
+    let typo = app
+        .release(&["status", "qa", "-n", &missing])
+        .await
+        .assert_success();
+    assert!(
+        typo.stderr
+            .contains(&format!("namespace {missing} does not exist")),
+        "{typo}"
+    );
+    let table = out.stdout;
     let qa_line = table
         .lines()
         .find(|l| l.starts_with("qa "))

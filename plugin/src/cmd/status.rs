@@ -108,6 +108,9 @@ pub async fn collect(
                     .collect();
             crate::cmd::history::shown_as_they_stand(&mut newest, &target, &cfg.app).await;
             let newest = newest.pop();
+            if live.is_empty() && newest.is_none() {
+                warn_if_missing(&target).await;
+            }
             let mut status = env_status(
                 &env.name,
                 &target.namespace,
@@ -150,4 +153,19 @@ pub async fn collect(
         }
     });
     futures::future::try_join_all(reads).await
+}
+
+/// An environment with nothing in it may be one whose namespace is misspelled (in release.yaml
+/// or `-n`): say so rather than show an empty row as if nothing had been released. Only a
+/// namespace known to be missing is reported; one that cannot be read is left alone.
+async fn warn_if_missing(target: &crate::cluster::EnvTarget) {
+    let objects = crate::cluster::objects::Objects::new(&target.client, &target.namespace);
+    if let Ok(false) = objects.namespace_exists().await {
+        tracing::warn!(
+            "environment {}: namespace {} does not exist (context {}); check its `namespace` in release.yaml, or -n",
+            target.env.name,
+            target.namespace,
+            target.context
+        );
+    }
 }
