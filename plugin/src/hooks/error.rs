@@ -14,8 +14,9 @@ use serde::ser::SerializeStruct;
 pub enum HookError {
     /// The module's bytes do not have the pinned sha256; nothing was compiled or run.
     #[error(
-        "hook `{hook}`: module {} has sha256 {actual}, but release.yaml pins {expected}; \
-         if the new module is intended, update the hook's sha256 pin",
+        "hook `{hook}`: module {} has sha256 {actual}, but the hook is pinned to {expected}; \
+         if the new module is intended, update the hook's sha256 pin (in release.yaml, or in \
+         the cluster policy for its hooks)",
         path.display()
     )]
     PinMismatch {
