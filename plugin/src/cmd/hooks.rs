@@ -451,6 +451,6 @@ mod tests {
             ("mismatch".to_string(), "-".to_string())
         );
         assert!(!check.ok());
-        assert!(check.problem().unwrap().contains("pins cd"));
+        assert!(check.problem().unwrap().contains("pinned to cd"));
     }
 }
