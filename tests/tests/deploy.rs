@@ -368,6 +368,15 @@ async fn status_where_and_history_in_table_and_json() {
             .contains(&format!("namespace {missing} does not exist")),
         "{typo}"
     );
+    let typo = app
+        .release(&["history", "qa", "-n", &missing])
+        .await
+        .assert_success();
+    assert!(
+        typo.stderr
+            .contains(&format!("namespace {missing} does not exist")),
+        "{typo}"
+    );
     let table = out.stdout;
     let qa_line = table
         .lines()

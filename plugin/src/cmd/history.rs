@@ -20,6 +20,9 @@ pub async fn run(global: &GlobalArgs, cfg: &ReleaseConfig, env_name: &str) -> Re
         .list()
         .await?;
     shown_as_they_stand(&mut history, &target, &cfg.app).await;
+    if history.is_empty() {
+        crate::cmd::status::warn_if_missing(&target).await;
+    }
     output::emit(global.output, &history, || {
         let rows: Vec<Vec<String>> = history
             .iter()

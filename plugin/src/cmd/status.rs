@@ -156,9 +156,9 @@ pub async fn collect(
 }
 
 /// An environment with nothing in it may be one whose namespace is misspelled (in release.yaml
-/// or `-n`): say so rather than show an empty row as if nothing had been released. Only a
-/// namespace known to be missing is reported; one that cannot be read is left alone.
-async fn warn_if_missing(target: &crate::cluster::EnvTarget) {
+/// or `-n`): say so rather than show an empty row (or history) as if nothing had been released.
+/// Only a namespace known to be missing is reported; one that cannot be read is left alone.
+pub(crate) async fn warn_if_missing(target: &crate::cluster::EnvTarget) {
     let objects = crate::cluster::objects::Objects::new(&target.client, &target.namespace);
     if let Ok(false) = objects.namespace_exists().await {
         tracing::warn!(
