@@ -69,17 +69,25 @@ async fn promotion_waits_for_two_approvals_from_others_then_ships_qa_digests() {
     );
 
     // One approver: still waiting, "1 of 2".
-    app.release_as("approver", &["approve", "production"])
+    let first = app
+        .release_as("approver", &["approve", "production"])
         .await
         .assert_success();
+    assert!(!first.stderr.contains("exclude the deployer"), "{first}");
     let out = app.release(&["promote", "qa"]).await;
     assert_eq!(out.code(), Some(4), "{out:?}");
     assert!(out.stderr.contains("has 1 (approver)"), "{}", out.stderr);
 
-    // The deployer's own approval does not count.
-    app.release_as("admin", &["approve", "production"])
+    // The deployer's own approval does not count, and approving says so.
+    let own = app
+        .release_as("admin", &["approve", "production"])
         .await
         .assert_success();
+    assert!(
+        own.stderr
+            .contains("admin released what runs in qa: rules that exclude the deployer"),
+        "{own}"
+    );
     assert_eq!(app.release(&["promote", "qa"]).await.code(), Some(4));
 
     // A second approver: the promotion goes, with exactly qa's digests.

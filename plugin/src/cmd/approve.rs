@@ -88,6 +88,17 @@ pub async fn approve(
     };
     let name = Approvals::new(&target, &cfg.app).record(&approval).await?;
     tracing::info!(%name, "approval recorded");
+    if approval.deployer.as_deref() == Some(approval.user.as_str()) {
+        // Recorded all the same: whether it counts is the environment's rules' decision.
+        tracing::warn!(
+            "{} released what runs in {}: rules that exclude the deployer (approval-rules' \
+             excludeDeployer) do not count this approval; ask someone else to approve",
+            approval.user,
+            env.promote_from
+                .as_deref()
+                .unwrap_or("the source environment"),
+        );
+    }
     output::emit(global.output, &approval, || {
         format!(
             "{} approved {} {} for {} until {}{}\n",
