@@ -85,7 +85,7 @@ async fn promotion_waits_for_two_approvals_from_others_then_ships_qa_digests() {
         .assert_success();
     assert!(
         own.stderr
-            .contains("admin released what runs in qa: rules that exclude the deployer"),
+            .contains("admin released what runs in qa: if admin also runs the promotion"),
         "{own}"
     );
     assert_eq!(app.release(&["promote", "qa"]).await.code(), Some(4));

@@ -89,12 +89,15 @@ pub async fn approve(
     let name = Approvals::new(&target, &cfg.app).record(&approval).await?;
     tracing::info!(%name, "approval recorded");
     if approval.deployer.as_deref() == Some(approval.user.as_str()) {
-        // Recorded all the same: whether it counts is the environment's rules' decision.
+        // Recorded all the same: whether it counts is the environment's rules' decision, and
+        // approval-rules excludes whoever runs the promotion, which is often the same person.
         tracing::warn!(
-            "{} released what runs in {}: rules that exclude the deployer (approval-rules' \
-             excludeDeployer) do not count this approval; ask someone else to approve",
-            approval.user,
-            env.promote_from
+            "{user} released what runs in {source}: if {user} also runs the promotion, rules \
+             that exclude the deployer (approval-rules' excludeDeployer) do not count this \
+             approval; ask someone else to approve",
+            user = approval.user,
+            source = env
+                .promote_from
                 .as_deref()
                 .unwrap_or("the source environment"),
         );
